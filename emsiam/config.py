@@ -1,0 +1,283 @@
+"""Typed, validated run configuration.
+
+A config is a tree of dataclasses. It is built from a preset or YAML file
+plus ``key=value`` overrides with dotted keys (``optim.epochs=5``). Unknown
+keys and values of the wrong type are rejected before any compute, with the
+closest valid keys suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A config key, value or file is invalid."""
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "cifar10", "cifar100", "stl10", "imagefolder", "npz"] = "synthetic"
+    root: str | None = None  # folder/archive/npz prefix; unused by `synthetic`
+    download: bool = False  # torchvision sources only; needs internet
+    image_size: int | None = None  # stored side length (imagefolder resizes to it)
+    resolution: int = 32  # side length of the augmented views
+    recipe: Literal["cifar", "imagenet"] = "cifar"  # augmentation recipe (emsiam.augment)
+    n_train: int | None = None  # random subset of the training set (None: all)
+    n_test: int | None = None  # random subset of the test set (None: all)
+    subset_seed: int = 0  # seed of those subsets
+    cache_dir: str | None = None  # imagefolder cache (default $EMSIAM_CACHE or ~/.cache/emsiam)
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["convnet", "resnet18_cifar", "resnet18", "resnet50"] = "convnet"
+    convnet_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    proj_layers: int = 2  # 2 (CIFAR recipe) or 3 (ImageNet recipe)
+    proj_hidden: int = 512  # hidden width of the projector
+    dim: int = 512  # d: projector output / predictor output
+    pred_hidden: int | None = None  # predictor bottleneck (None: d/4)
+    channels_last: bool = True  # memory format for conv layers
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr_per_256: float = 0.05  # lr = lr_per_256 * batch_size / 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0  # linear warm-up before the cosine decay
+    predictor_lr: Literal["fixed", "cosine"] = "fixed"  # paper default: fixed
+
+
+@dataclass
+class EvalConfig:
+    eval_every: int = 1  # epochs between evaluations (also run at init and at the end)
+    knn_k: int = 200
+    knn_t: float = 0.1
+    linear: bool = True  # linear probe on frozen backbone features
+    linear_epochs: int = 30
+    linear_lr: float = 0.1
+    batch_size: int = 1024  # feature extraction batch
+
+
+@dataclass
+class Config:
+    name: str = "run"  # run directory name under out_dir
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["none", "bf16"] = "none"  # autocast dtype for the training step
+    ckpt_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    resume: bool = False  # continue from <run>/checkpoints/last.pt
+    progress: bool = True  # tqdm progress bars
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+# Keys that may differ between an interrupted run and its resumption.
+RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir"}
+
+
+# --------------------------------------------------------------------------
+# dict <-> dataclass, with type checking
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` coerced to ``tp`` or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "")
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key '{key}'.{hint} Valid keys here: {', '.join(valid)}")
+
+
+def from_dict(cls: type, d: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and bad types."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {d!r}")
+    fields = _fields(cls)
+    kwargs = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if k not in fields:
+            raise _unknown(key, list(fields))
+        tp = fields[k]
+        kwargs[k] = from_dict(tp, v, key + ".") if _is_dataclass_type(tp) else _check_value(v, tp, key)
+    cfg = cls(**kwargs)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"'{key}': '{p}' is not a section")
+    cur[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def read_yaml(path_or_preset: str) -> dict[str, Any]:
+    """Read a YAML config file, or a named preset (``cpu``, ``gpu-cifar``, ...)."""
+    path = Path(path_or_preset)
+    if not path.exists() and (PRESET_DIR / f"{path_or_preset}.yaml").exists():
+        path = PRESET_DIR / f"{path_or_preset}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"config file '{path_or_preset}' not found; pass a YAML path or one of the presets: {', '.join(presets())}"
+        )
+    d = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return d
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["optim.epochs=5", "data.root=/x"]`` -> nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': cannot parse value ({e})") from None
+        if isinstance(value, str) and value.lower() in ("none", "null"):
+            value = None
+        _set_dotted(out, key.strip(), value)
+    return out
+
+
+def load_config(config: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Preset/YAML file, then overrides, then validation; returns a :class:`Config`."""
+    d = read_yaml(config) if config else {}
+    d = _merge(d, parse_overrides(overrides or []))
+    cfg = from_dict(Config, d)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Semantic checks that types alone cannot express."""
+    o, m, e, dc = cfg.optim, cfg.model, cfg.eval, cfg.data
+    checks = [
+        (o.epochs >= 1, "optim.epochs must be >= 1"),
+        (o.batch_size >= 2, "optim.batch_size must be >= 2 (BatchNorm needs a batch)"),
+        (o.lr_per_256 > 0, "optim.lr_per_256 must be > 0"),
+        (0 <= o.warmup_epochs < o.epochs, "optim.warmup_epochs must be in [0, optim.epochs)"),
+        (m.proj_layers in (2, 3), "model.proj_layers must be 2 or 3"),
+        (m.dim >= 4, "model.dim must be >= 4"),
+        (len(m.convnet_widths) >= 1, "model.convnet_widths must not be empty"),
+        (e.eval_every >= 1, "eval.eval_every must be >= 1"),
+        (e.knn_k >= 1 and e.knn_t > 0, "eval.knn_k must be >= 1 and eval.knn_t > 0"),
+        (dc.resolution >= 8, "data.resolution must be >= 8"),
+        (cfg.ckpt_every >= 1, "ckpt_every must be >= 1"),
+        (cfg.name and "/" not in cfg.name, "name must be a non-empty directory name without '/'"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def diff(a: dict[str, Any], b: dict[str, Any], ignore: set[str] = RESUME_FREE_KEYS) -> list[str]:
+    """Lines ``key: old -> new`` for every flattened key that differs."""
+    fa, fb = flatten(a), flatten(b)
+    keys = sorted(set(fa) | set(fb))
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys if k not in ignore and fa.get(k) != fb.get(k)]

@@ -1,0 +1,115 @@
+"""Backbones, projector and predictor (Chen & He 2021, Sec. 3 and Appendix).
+
+F_θ = projector ∘ backbone is the encoder whose output z the loss compares;
+h is the predictor. The loss normalises, so F_θ's l2 normalisation lives in
+:mod:`emsiam.losses`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from .config import ModelConfig
+
+
+class ConvNet(nn.Module):
+    """Small VGG-style net for CPU runs: [conv3x3-BN-ReLU] per width, 2x2 max-pool
+    after every block but the last, then global average pooling."""
+
+    def __init__(self, widths: list[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))  # (B, C)
+
+
+def _torchvision_resnet(name: str, cifar_stem: bool) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
+    if cifar_stem:  # 3x3 stride-1 stem, no max-pool (SimSiam appendix, CIFAR)
+        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, out_dim
+
+
+def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """Returns (backbone, feature dimension)."""
+    if cfg.backbone == "convnet":
+        net = ConvNet(cfg.convnet_widths)
+        return net, net.out_dim
+    if cfg.backbone == "resnet18_cifar":
+        return _torchvision_resnet("resnet18", cifar_stem=True)
+    if cfg.backbone in ("resnet18", "resnet50"):
+        return _torchvision_resnet(cfg.backbone, cifar_stem=False)
+    raise ValueError(f"unknown backbone {cfg.backbone!r}")
+
+
+def projector(in_dim: int, hidden: int, dim: int, n_layers: int) -> nn.Sequential:
+    """Projection MLP: (Linear-BN-ReLU) x (n-1), Linear, then BN on the output (Sec. 4.4, Table 3)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(n_layers - 1):
+        layers += [nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        d = hidden
+    # The output BN has no affine parameters, as in the official code.
+    layers += [nn.Linear(d, dim, bias=False), nn.BatchNorm1d(dim, affine=False)]
+    return nn.Sequential(*layers)
+
+
+def predictor(dim: int, hidden: int) -> nn.Sequential:
+    """Prediction MLP h: bottleneck d -> hidden (BN, ReLU) -> d, no BN on the output (Sec. 3)."""
+    return nn.Sequential(
+        nn.Linear(dim, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, dim),
+    )
+
+
+class Encoder(nn.Module):
+    """F_θ before normalisation: backbone then projector."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, feat_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = head
+        self.feat_dim = feat_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(x))  # (B, d)
+
+
+class SimSiam(nn.Module):
+    """Encoder f and predictor h. ``forward(x1, x2)`` returns p1, p2, z1, z2; the
+    caller applies stop-gradient to z where the method needs it. Each view goes
+    through the network on its own, so BN statistics are per view (as in the paper)."""
+
+    def __init__(self, encoder: Encoder, head: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = head
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+        z1, z2 = self.encoder(x1), self.encoder(x2)
+        return self.predictor(z1), self.predictor(z2), z1, z2
+
+
+def build_model(cfg: ModelConfig) -> SimSiam:
+    backbone, feat_dim = build_backbone(cfg)
+    enc = Encoder(backbone, projector(feat_dim, cfg.proj_hidden, cfg.dim, cfg.proj_layers), feat_dim)
+    model = SimSiam(enc, predictor(cfg.dim, cfg.pred_hidden or max(cfg.dim // 4, 1)))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

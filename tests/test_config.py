@@ -1,0 +1,63 @@
+import pytest
+
+from emsiam.config import Config, ConfigError, diff, load_config, parse_overrides, presets, to_dict
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(None, ["optim.epochs=3", "model.convnet_widths=[8,16]", "data.root=/tmp/x", "eval.knn_t=1"])
+    assert cfg.optim.epochs == 3
+    assert cfg.model.convnet_widths == [8, 16]
+    assert cfg.data.root == "/tmp/x"
+    assert cfg.eval.knn_t == 1.0 and isinstance(cfg.eval.knn_t, float)
+
+
+def test_presets_load():
+    assert {"cpu", "gpu-cifar", "demo"} <= set(presets())
+    for p in presets():
+        assert isinstance(load_config(p), Config)
+    assert load_config("gpu-cifar").model.backbone == "resnet18_cifar"
+
+
+def test_unknown_key_suggests():
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.epoch'.*Did you mean epochs"):
+        load_config(None, ["optim.epoch=3"])
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer'"):
+        load_config(None, ["optimizer.lr=1"])
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("optim.epochs=three", "optim.epochs: expected an integer"),
+        ("optim.epochs=2.5", "optim.epochs: expected an integer"),
+        ("model.backbone=vgg", "model.backbone: expected one of"),
+        ("progress=1", "progress: expected true/false"),
+        ("optim.batch_size=1", "batch_size must be >= 2"),
+        ("model.proj_layers=4", "proj_layers must be 2 or 3"),
+        ("optim", "not of the form key=value"),
+    ],
+)
+def test_bad_values_rejected(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_missing_config_file_names_presets(tmp_path):
+    with pytest.raises(ConfigError, match="presets: .*cpu"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_yaml_file_unknown_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  backbon: convnet\n")
+    with pytest.raises(ConfigError, match="Did you mean backbone"):
+        load_config(str(f))
+
+
+def test_diff_ignores_resume_keys():
+    a, b = to_dict(load_config()), to_dict(load_config(None, ["resume=true", "optim.epochs=7"]))
+    assert diff(a, b) == ["optim.epochs: 10 -> 7"]
+
+
+def test_override_none():
+    assert parse_overrides(["data.n_train=null"]) == {"data": {"n_train": None}}
