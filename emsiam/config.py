@@ -239,8 +239,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as e:
             raise ConfigError(f"override '{item}': cannot parse value ({e})") from None
-        if isinstance(value, str) and value.lower() in ("none", "null"):
-            value = None
         _set_dotted(out, key.strip(), value)
     return out
 

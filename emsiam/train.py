@@ -121,6 +121,18 @@ def autocast(cfg: Config, device: torch.device):
     return contextlib.nullcontext()
 
 
+def simsiam_step(model: SimSiam, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
+                 amp: contextlib.AbstractContextManager) -> torch.Tensor:
+    """One SGD step on ½D(p1, sg(z2)) + ½D(p2, sg(z1)); returns the (detached) loss."""
+    with amp:
+        p1, p2, z1, z2 = model(x1, x2)
+        loss = symmetric_simsiam(p1.float(), p2.float(), z1.float(), z2.float())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     e = s.cfg.eval
     t0 = time.perf_counter()
@@ -160,12 +172,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
             set_lr(opt, float(s.lrs[step]), base_lr)
             x1 = augment(x, view_seeds(cfg.seed, step, idx, 0), spec).contiguous(memory_format=s.memory_format)
             x2 = augment(x, view_seeds(cfg.seed, step, idx, 1), spec).contiguous(memory_format=s.memory_format)
-            with autocast(cfg, s.device):
-                p1, p2, z1, z2 = model(x1, x2)
-                loss = symmetric_simsiam(p1.float(), p2.float(), z1.float(), z2.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = simsiam_step(model, opt, x1, x2, autocast(cfg, s.device))
             loss_sum += loss.detach()
             step += 1
             if (i + 1) % 10 == 0 or i + 1 == len(s.batches):  # .item() syncs: only every 10 steps
