@@ -48,6 +48,7 @@ class ModelConfig:
     dim: int = 512  # d: projector output / predictor output
     pred_hidden: int | None = None  # predictor bottleneck (None: d/4)
     channels_last: bool = True  # memory format for conv layers
+    head_bn: bool = True  # BN in the projector/predictor hidden layers and on the projector output (Table 3)
 
 
 @dataclass
@@ -59,6 +60,30 @@ class OptimConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay
     predictor_lr: Literal["fixed", "cosine"] = "fixed"  # paper default: fixed
+
+
+@dataclass
+class MethodConfig:
+    """Which solver of L(θ, η) = E‖F_θ(T(x)) − η_x‖² to run (design/alternation.md)."""
+
+    variant: Literal["simsiam", "kstep", "ema", "momentum", "mean_input"] = "simsiam"
+    k: int | Literal["epoch"] = 1  # kstep: inner SGD steps per outer iteration (E-step)
+    views: Literal["replay", "fresh"] = "replay"  # kstep: M-step views = E-step views, or new ones
+    e_step_bn: Literal["train", "eval"] = "train"  # BN mode of target computation (running stats untouched)
+    predictor: Literal["auto", "learned", "none", "fixed_random"] = "auto"  # auto: none for ema, else learned
+    stopgrad: bool = True  # simsiam only: False back-propagates through the target branch
+    symmetric: bool = True  # both loss terms (False: ½ weight dropped, only D(p1, η2))
+    loss: Literal["cosine", "mse"] = "cosine"  # D, or the literal ‖F/‖F‖ − η/‖η‖‖² (= 2 + 2D)
+    ema_m: float = 0.8  # ema: η ← m·η + (1−m)·F_θ(T'(x))
+    ema_view: Literal["other", "extra"] = "other"  # ema: T' is the other view (free) or a third view
+    momentum_tau: float = 0.99  # momentum: ξ ← τ·ξ + (1−τ)·θ
+    mean_input_views: int = 8  # mean_input: M views averaged in pixel space
+    bank: Literal["device", "disk", "memmap"] = "device"  # where cached targets live
+    bank_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    bank_path: str | None = None  # file banks (default: <run>/bank.h5 or bank.npy)
+    diag_every: int = 50  # steps between staleness probes
+    probe_images: int = 256  # predictor-expectation probe: P images ...
+    probe_views: int = 8  # ... times M views
 
 
 @dataclass
@@ -85,6 +110,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
@@ -267,6 +293,13 @@ def validate(cfg: Config) -> None:
         (e.knn_k >= 1 and e.knn_t > 0, "eval.knn_k must be >= 1 and eval.knn_t > 0"),
         (dc.resolution >= 8, "data.resolution must be >= 8"),
         (cfg.ckpt_every >= 1, "ckpt_every must be >= 1"),
+        (cfg.method.k == "epoch" or cfg.method.k >= 1, "method.k must be >= 1 or 'epoch'"),
+        (0.0 <= cfg.method.ema_m < 1.0, "method.ema_m must be in [0, 1)"),
+        (0.0 <= cfg.method.momentum_tau < 1.0, "method.momentum_tau must be in [0, 1)"),
+        (cfg.method.mean_input_views >= 1, "method.mean_input_views must be >= 1"),
+        (cfg.method.diag_every >= 1, "method.diag_every must be >= 1"),
+        (cfg.method.stopgrad or cfg.method.variant == "simsiam", "method.stopgrad=false applies to variant=simsiam only"),
+        (cfg.method.bank_dtype != "bf16" or cfg.method.bank == "device", "method.bank_dtype=bf16 needs method.bank=device"),
         (cfg.name and "/" not in cfg.name, "name must be a non-empty directory name without '/'"),
     ]
     for ok, msg in checks:

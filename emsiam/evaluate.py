@@ -174,3 +174,46 @@ def evaluate(
         )
     out.update({f"collapse/{k}": v for k, v in collapse_stats(fte.z).items()})
     return out
+
+
+@torch.no_grad()
+def expectation_gap(
+    model: SimSiam,
+    data: ImageSet,
+    spec: AugmentSpec,
+    n_images: int = 256,
+    n_views: int = 8,
+    seed: int = 0,
+    bank=None,
+) -> dict[str, float]:
+    """Does the predictor learn the expectation over augmentations? (Sec. 5 hypothesis)
+
+    On a fixed probe set (the same P images and M view seeds at every call),
+    Ē_x = normalise(mean_i F_θ(T(x; s_i))). Reports, over every view v,
+    ``gap/cos_h_E`` = mean cos(h(F_θ(v)), Ē_x) and ``gap/cos_F_E`` =
+    mean cos(F_θ(v), Ē_x); if h predicts the expectation the first is larger.
+    With a persistent bank (ema), also ``gap/cos_eta_E`` = mean cos(η_x, Ē_x).
+    BN uses running statistics (eval mode); the model's mode is restored.
+    """
+    from .augment import augment, view_seeds  # local: evaluate is otherwise augmentation-free
+
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed + 12345)
+    idx = torch.randperm(len(data), generator=g)[: min(n_images, len(data))].to(data.images.device)
+    x = data.images.index_select(0, idx)
+    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
+    zs, ps = [], []
+    for v in range(n_views):
+        xv = augment(x, view_seeds(seed, -(10**6), idx, v), spec).contiguous(memory_format=fmt)
+        z = model.encoder(xv).float()
+        zs.append(F.normalize(z, dim=1))
+        ps.append(F.normalize(model.predictor(z).float(), dim=1))
+    model.train(was_training)
+    z, p = torch.stack(zs), torch.stack(ps)  # (M, P, d)
+    e_bar = F.normalize(z.mean(0), dim=1)  # (P, d)
+    out = {"gap/cos_h_E": (p * e_bar).sum(-1).mean().item(), "gap/cos_F_E": (z * e_bar).sum(-1).mean().item()}
+    if bank is not None:
+        eta = F.normalize(bank.read(idx)[:, 0].to(e_bar.device).float(), dim=1)
+        out["gap/cos_eta_E"] = (eta * e_bar).sum(-1).mean().item()
+    return out

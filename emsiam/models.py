@@ -56,26 +56,32 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
     raise ValueError(f"unknown backbone {cfg.backbone!r}")
 
 
-def projector(in_dim: int, hidden: int, dim: int, n_layers: int) -> nn.Sequential:
-    """Projection MLP: (Linear-BN-ReLU) x (n-1), Linear, then BN on the output (Sec. 4.4, Table 3)."""
+def _hidden(d_in: int, d_out: int, bn: bool) -> list[nn.Module]:
+    if bn:
+        return [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+    return [nn.Linear(d_in, d_out), nn.ReLU(inplace=True)]
+
+
+def projector(in_dim: int, hidden: int, dim: int, n_layers: int, bn: bool = True) -> nn.Sequential:
+    """Projection MLP: (Linear-BN-ReLU) x (n-1), Linear, then BN on the output (Sec. 4.4, Table 3).
+
+    ``bn=False`` is the "no BN in the MLP heads" ablation of Table 3.
+    """
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(n_layers - 1):
-        layers += [nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        layers += _hidden(d, hidden, bn)
         d = hidden
-    # The output BN has no affine parameters, as in the official code.
-    layers += [nn.Linear(d, dim, bias=False), nn.BatchNorm1d(dim, affine=False)]
+    if bn:  # the output BN has no affine parameters, as in the official code
+        layers += [nn.Linear(d, dim, bias=False), nn.BatchNorm1d(dim, affine=False)]
+    else:
+        layers += [nn.Linear(d, dim)]
     return nn.Sequential(*layers)
 
 
-def predictor(dim: int, hidden: int) -> nn.Sequential:
+def predictor(dim: int, hidden: int, bn: bool = True) -> nn.Sequential:
     """Prediction MLP h: bottleneck d -> hidden (BN, ReLU) -> d, no BN on the output (Sec. 3)."""
-    return nn.Sequential(
-        nn.Linear(dim, hidden, bias=False),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, dim),
-    )
+    return nn.Sequential(*_hidden(dim, hidden, bn), nn.Linear(hidden, dim))
 
 
 class Encoder(nn.Module):
@@ -106,10 +112,18 @@ class SimSiam(nn.Module):
         return self.predictor(z1), self.predictor(z2), z1, z2
 
 
-def build_model(cfg: ModelConfig) -> SimSiam:
+def build_model(cfg: ModelConfig, head: str = "learned") -> SimSiam:
+    """SimSiam network; ``head`` picks the predictor: ``learned``, ``none`` (identity),
+    or ``fixed_random`` (random init, never trained; Table 1)."""
     backbone, feat_dim = build_backbone(cfg)
-    enc = Encoder(backbone, projector(feat_dim, cfg.proj_hidden, cfg.dim, cfg.proj_layers), feat_dim)
-    model = SimSiam(enc, predictor(cfg.dim, cfg.pred_hidden or max(cfg.dim // 4, 1)))
+    enc = Encoder(backbone, projector(feat_dim, cfg.proj_hidden, cfg.dim, cfg.proj_layers, cfg.head_bn), feat_dim)
+    if head == "none":
+        h: nn.Module = nn.Identity()
+    else:
+        h = predictor(cfg.dim, cfg.pred_hidden or max(cfg.dim // 4, 1), cfg.head_bn)
+        if head == "fixed_random":
+            h.requires_grad_(False)
+    model = SimSiam(enc, h)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -1,8 +1,9 @@
-"""Standard SimSiam training (Chen & He 2021, Algorithm 1), one explicit loop.
+"""Building a run from its config: data, augmentation, model, variant, optimizer, schedule.
 
-Data order is a pure function of (seed, epoch) and augmentation seeds a pure
-function of (seed, step, image index, view), so a run resumed from a checkpoint
-reproduces the uninterrupted run exactly on CPU.
+The training loop itself is :func:`emsiam.alternation.fit`. Data order is a pure
+function of (seed, epoch) and augmentation seeds a pure function of (seed, step,
+image index, view), so a run resumed from a checkpoint reproduces the
+uninterrupted run exactly on CPU.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from tqdm.auto import tqdm
 from . import data as data_mod
 from .augment import RECIPES, AugmentSpec, augment, view_seeds
 from .config import Config, DataConfig, OptimConfig
-from .evaluate import evaluate
+from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
-from .runs import Run, set_rng_state
+from .runs import Run
+from .variants import Variant, build_variant, predictor_kind
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,10 +70,10 @@ def lr_schedule(cfg: OptimConfig, steps_per_epoch: int) -> np.ndarray:
 def build_optimizer(model: SimSiam, cfg: OptimConfig) -> torch.optim.SGD:
     """SGD over two groups; the predictor's lr stays at the base lr when ``predictor_lr=fixed``."""
     base = cfg.lr_per_256 * cfg.batch_size / 256
-    groups = [
-        {"params": list(model.encoder.parameters()), "fixed_lr": False},
-        {"params": list(model.predictor.parameters()), "fixed_lr": cfg.predictor_lr == "fixed"},
-    ]
+    trainable = lambda m: [p for p in m.parameters() if p.requires_grad]  # noqa: E731
+    groups = [{"params": trainable(model.encoder), "fixed_lr": False}]
+    if trainable(model.predictor):  # none / fixed_random predictors have nothing to train
+        groups.append({"params": trainable(model.predictor), "fixed_lr": cfg.predictor_lr == "fixed"})
     return torch.optim.SGD(groups, lr=base, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -91,6 +93,7 @@ class Setup:
     test: data_mod.ImageSet
     spec: AugmentSpec
     model: SimSiam
+    variant: Variant
     opt: torch.optim.SGD
     batches: data_mod.Batches
     lrs: np.ndarray
@@ -106,11 +109,13 @@ def setup(cfg: Config) -> Setup:
     train, test = load_data(cfg.data, device)
     if len(train) < cfg.optim.batch_size:
         raise ValueError(f"optim.batch_size={cfg.optim.batch_size} exceeds the training set ({len(train)} images)")
-    model = build_model(cfg.model).to(device)
-    batches = data_mod.Batches(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
+    model = build_model(cfg.model, predictor_kind(cfg)).to(device)
     fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    spec = augment_spec(cfg.data)
+    variant = build_variant(cfg, model, spec, fmt, len(train), device)
+    batches = data_mod.Batches(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
     return Setup(
-        cfg, run, device, train, test, augment_spec(cfg.data), model,
+        cfg, run, device, train, test, spec, model, variant,
         build_optimizer(model, cfg.optim), batches, lr_schedule(cfg.optim, len(batches)), fmt,
     )
 
@@ -123,7 +128,7 @@ def autocast(cfg: Config, device: torch.device):
 
 def simsiam_step(model: SimSiam, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
                  amp: contextlib.AbstractContextManager) -> torch.Tensor:
-    """One SGD step on ½D(p1, sg(z2)) + ½D(p2, sg(z1)); returns the (detached) loss."""
+    """One SGD step on ½D(p1, sg(z2)) + ½D(p2, sg(z1)) from pre-made views (benchmarks)."""
     with amp:
         p1, p2, z1, z2 = model(x1, x2)
         loss = symmetric_simsiam(p1.float(), p2.float(), z1.float(), z2.float())
@@ -140,59 +145,20 @@ def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = Non
         s.model, s.train, s.test, s.spec, knn_k=e.knn_k, knn_t=e.knn_t, linear=e.linear,
         linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, batch_size=e.batch_size, seed=s.cfg.seed,
     )
+    metrics.update(expectation_gap(
+        s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed,
+        bank=s.variant.expectation_bank(),
+    ))
     record = {"epoch": epoch, "step": step, **(extra or {}), **metrics, "time/eval_s": time.perf_counter() - t0}
     s.run.log(record)
     return record
 
 
 def train(cfg: Config) -> list[dict[str, Any]]:
-    """Train SimSiam as configured; returns the run's metric records."""
-    s = setup(cfg)
-    s.run.initialise()
-    model, opt, spec = s.model, s.opt, s.spec
-    base_lr = cfg.optim.lr_per_256 * cfg.optim.batch_size / 256
-    start_epoch, step = 0, 0
-    if cfg.resume:
-        ckpt = s.run.load(s.device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, step = ckpt["epoch"], ckpt["step"]
-        s.run.truncate_metrics(step)
-    else:
-        _log_eval(s, run_eval(s, epoch=0, step=0))
+    """Train as configured (any variant); returns the run's metric records."""
+    from .alternation import fit
 
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        model.train()
-        loss_sum = torch.zeros((), device=s.device)
-        t0 = time.perf_counter()
-        bar = tqdm(s.batches.epoch(epoch), total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
-        for i, (idx, x, _) in enumerate(bar):
-            set_lr(opt, float(s.lrs[step]), base_lr)
-            x1 = augment(x, view_seeds(cfg.seed, step, idx, 0), spec).contiguous(memory_format=s.memory_format)
-            x2 = augment(x, view_seeds(cfg.seed, step, idx, 1), spec).contiguous(memory_format=s.memory_format)
-            loss = simsiam_step(model, opt, x1, x2, autocast(cfg, s.device))
-            loss_sum += loss.detach()
-            step += 1
-            if (i + 1) % 10 == 0 or i + 1 == len(s.batches):  # .item() syncs: only every 10 steps
-                rate = (i + 1) * cfg.optim.batch_size / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
-        epoch_s = time.perf_counter() - t0
-        train_rec = {
-            "train/loss": loss_sum.item() / len(s.batches),
-            "train/lr": float(s.lrs[step - 1]),
-            "time/epoch_s": epoch_s,
-            "time/pairs_per_s": len(s.batches) * cfg.optim.batch_size / epoch_s,
-        }
-        last = epoch + 1 == cfg.optim.epochs
-        if (epoch + 1) % cfg.eval.eval_every == 0 or last:
-            _log_eval(s, run_eval(s, epoch + 1, step, train_rec))
-        else:
-            s.run.log({"epoch": epoch + 1, "step": step, **train_rec})
-        if (epoch + 1) % cfg.ckpt_every == 0 or last:
-            s.run.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step})
-    return s.run.metrics()
+    return fit(setup(cfg))
 
 
 def _log_eval(s: Setup, rec: dict[str, Any]) -> None:

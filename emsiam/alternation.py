@@ -1,0 +1,106 @@
+"""The alternation engine: outer loop (E-step, η) and inner loop (M-step, θ).
+
+Solves L(θ, η) = E_{x,T} ‖F_θ(T(x)) − η_x‖² by alternation (Chen & He 2021,
+Sec. 5; design/alternation.md):
+
+    for each outer iteration t (k batches of the epoch's permutation):
+        E-step: η ← targets of those images under θ_t (no_grad, cached in a bank)
+        M-step: k SGD steps on θ against the cached η
+
+``simsiam``, ``ema`` and ``momentum`` have k = 1 and compute η inside the step;
+``kstep`` and ``mean_input`` cache η for k steps. An outer iteration never
+crosses an epoch boundary: the last one of an epoch is truncated to the
+batches that remain.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .runs import set_rng_state
+from .train import Setup, _log_eval, autocast, run_eval, set_lr
+from .variants import steps_per_outer
+
+
+def outer_iterations(order: torch.Tensor, batch_size: int, k: int) -> list[list[torch.Tensor]]:
+    """Split an epoch's permutation into groups of k batches of image indices (last group truncated)."""
+    batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    return [batches[i : i + k] for i in range(0, len(batches), k)]
+
+
+def fit(s: Setup) -> list[dict[str, Any]]:
+    cfg, model, opt, variant = s.cfg, s.model, s.opt, s.variant
+    base_lr = cfg.optim.lr_per_256 * cfg.optim.batch_size / 256
+    k = steps_per_outer(cfg, len(s.batches))
+    s.run.initialise()
+    start_epoch, step = _restore(s) if cfg.resume else (0, 0)
+    if not cfg.resume:
+        variant.start(s.train.images, cfg.eval.batch_size)
+        _log_eval(s, run_eval(s, epoch=0, step=0))
+
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        model.train()
+        sums: dict[str, torch.Tensor | float] = {"train/loss": torch.zeros((), device=s.device)}
+        n_diag, t0 = 0, time.perf_counter()
+        bar = tqdm(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        for group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
+            variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
+            for idx in group:  # M-step: one SGD step per batch
+                x = s.train.images.index_select(0, idx)
+                set_lr(opt, float(s.lrs[step]), base_lr)
+                with autocast(cfg, s.device):
+                    loss = variant.loss(idx, x, step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                variant.after_step()
+                sums["train/loss"] += loss.detach()
+                if step % cfg.method.diag_every == 0:
+                    for key, v in variant.diagnostics(idx, x, step).items():
+                        sums[key] = sums.get(key, 0.0) + v
+                    n_diag += 1
+                step += 1
+                bar.update()
+                if bar.n % 10 == 0:  # .item() syncs: only every 10 steps
+                    rate = bar.n * cfg.optim.batch_size / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
+        bar.close()
+        _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
+    return s.run.metrics()
+
+
+def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seconds: float) -> None:
+    cfg = s.cfg
+    n = len(s.batches)
+    rec: dict[str, Any] = {
+        "train/loss": float(sums.pop("train/loss")) / n,
+        "train/lr": float(s.lrs[step - 1]),
+        "time/epoch_s": seconds,
+        "time/pairs_per_s": n * cfg.optim.batch_size / seconds,
+    }
+    rec.update({k: v / max(n_diag, 1) for k, v in sums.items()})
+    last = epoch + 1 == cfg.optim.epochs
+    if (epoch + 1) % cfg.eval.eval_every == 0 or last:
+        _log_eval(s, run_eval(s, epoch + 1, step, rec))
+    else:
+        s.run.log({"epoch": epoch + 1, "step": step, **rec})
+    if (epoch + 1) % cfg.ckpt_every == 0 or last:
+        s.run.save({
+            "model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "variant": s.variant.state_dict(),
+            "epoch": epoch + 1, "step": step,
+        })
+
+
+def _restore(s: Setup) -> tuple[int, int]:
+    ckpt = s.run.load(s.device)
+    s.model.load_state_dict(ckpt["model"])
+    s.opt.load_state_dict(ckpt["optimizer"])
+    s.variant.load_state_dict(ckpt["variant"])
+    set_rng_state(ckpt["rng"])
+    s.run.truncate_metrics(ckpt["step"])
+    return ckpt["epoch"], ckpt["step"]

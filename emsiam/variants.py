@@ -1,0 +1,293 @@
+"""Solvers of L(θ, η) = E_{x,T} ‖F_θ(T(x)) − η_x‖², registered by name.
+
+Every variant answers two questions for the loop in :mod:`emsiam.alternation`:
+
+- ``e_step(group, step)``: the η-step for an outer iteration (a group of k
+  batches). Targets are computed under ``no_grad`` with θ_t frozen and cached.
+- ``loss(idx, x, step)``: the θ-step loss for one inner SGD step, pulling
+  h(F_θ(view)) (or F_θ(view) without a predictor) towards the cached η.
+
+F_θ is l2-normalised wherever it is a target (design/alternation.md).
+
+| name        | η                                       | refresh          | paper            |
+|-------------|-----------------------------------------|------------------|------------------|
+| simsiam     | sg(z) of the other view, same forward   | every step       | Alg. 1           |
+| kstep       | F_θt(T(x; s)) cached per view           | every k steps    | Sec. 5 multi-step |
+| ema         | m·η + (1−m)·F_θ(T'(x)), persistent bank | every step       | Sec. 5 moving avg |
+| momentum    | F_ξ(T(x)), ξ an EMA of θ                | every step       | BYOL             |
+| mean_input  | F_θt(mean_i T(x; s_i)) (pixel mean)     | every k steps    | Su (open question) |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import AugmentSpec, augment, view_seeds
+from .banks import TargetBank, make_bank
+from .config import RESUME_FREE_KEYS, Config, flatten, to_dict
+from .losses import negative_cosine, normalized_mse
+from .models import SimSiam
+
+LOSSES = {"cosine": negative_cosine, "mse": normalized_mse}
+
+
+def predictor_kind(cfg: Config) -> str:
+    """``auto`` resolves to no predictor for ``ema`` (paper Sec. 5) and a learned one otherwise."""
+    p = cfg.method.predictor
+    return ("none" if cfg.method.variant == "ema" else "learned") if p == "auto" else p
+
+
+def steps_per_outer(cfg: Config, steps_per_epoch: int) -> int:
+    k = cfg.method.k if cfg.method.variant in ("kstep", "mean_input") else 1
+    return steps_per_epoch if k == "epoch" else min(int(k), steps_per_epoch)
+
+
+def config_fingerprint(cfg: Config) -> str:
+    d = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in RESUME_FREE_KEYS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def target_mode(module: nn.Module, bn: str = "train") -> Iterator[None]:
+    """Forward passes that compute targets: no autograd graph, BN in ``bn`` mode
+    (train: batch statistics, as SimSiam's sg(z)), running statistics untouched."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in bns]
+    was_training = module.training
+    module.train(bn == "train")
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, buffers in zip(bns, saved):
+            for k, v in buffers.items():
+                getattr(m, k).copy_(v)
+        module.train(was_training)
+
+
+class Variant:
+    """Base: one target per view from the same forward pass (SimSiam)."""
+
+    uses_bank = False
+
+    def __init__(self, cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format: torch.memory_format):
+        self.cfg, self.model, self.spec, self.fmt = cfg, model, spec, memory_format
+        self.D = LOSSES[cfg.method.loss]
+
+    def views(self, x: torch.Tensor, idx: torch.Tensor, step: int, first: int = 0, n: int = 2) -> list[torch.Tensor]:
+        """Views first..first+n-1 of batch x at ``step``, replayable from (seed, step, idx, view)."""
+        return [
+            augment(x, view_seeds(self.cfg.seed, step, idx, v), self.spec).contiguous(memory_format=self.fmt)
+            for v in range(first, first + n)
+        ]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """F_θ(x), l2-normalised."""
+        return F.normalize(self.model.encoder(x).float(), dim=1)
+
+    def pair_loss(self, p1, p2, eta1, eta2) -> torch.Tensor:
+        """½D(p1, η2) + ½D(p2, η1), or D(p1, η2) alone when asymmetric (Sec. 4.6)."""
+        if not self.cfg.method.symmetric:
+            return self.D(p1, eta2)
+        return 0.5 * self.D(p1, eta2) + 0.5 * self.D(p2, eta1)
+
+    # hooks of the loop
+    def start(self, data: torch.Tensor, batch_size: int) -> None:
+        """Called once before training on a new run (e.g. to fill a persistent bank)."""
+
+    def e_step(self, group: list[torch.Tensor], images: torch.Tensor, step: int) -> None:
+        """η-step for an outer iteration; nothing to do for single-pass variants."""
+
+    def loss(self, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
+        x1, x2 = self.views(x, idx, step)
+        p1, p2, z1, z2 = self.model(x1, x2)
+        sg = (lambda t: t.detach()) if self.cfg.method.stopgrad else (lambda t: t)
+        return self.pair_loss(p1.float(), p2.float(), sg(z1.float()), sg(z2.float()))
+
+    def after_step(self) -> None:
+        """Called after every optimizer step."""
+
+    def diagnostics(self, idx: torch.Tensor, x: torch.Tensor, step: int) -> dict[str, float]:
+        """Cheap per-step probes (staleness), called every ``diag_every`` steps."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def expectation_bank(self) -> TargetBank | None:
+        """The persistent bank whose rows estimate E_T[F_θ(T(x))], if any (ema)."""
+        return None
+
+
+class SimSiamVariant(Variant):
+    """Standard SimSiam: η = sg(F_θ(other view)) from the same forward (Alg. 1).
+    Also the ablations ``stopgrad=false``, ``predictor=none|fixed_random``, ``symmetric=false``."""
+
+
+class KStep(Variant):
+    """Multi-step alternation (Sec. 5): the E-step caches η = F_θt(T(x; s_v)) for
+    both views of every image in the next k batches; the M-step takes k SGD steps
+    against them. With k = 1 and ``views=replay`` this is SimSiam exactly."""
+
+    uses_bank = True
+
+    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank):
+        super().__init__(cfg, model, spec, memory_format)
+        self.bank = bank
+        self.group_start = 0
+
+    def targets(self, x: torch.Tensor, idx: torch.Tensor, step: int) -> torch.Tensor:
+        """(B, 2, d) targets for batch x: one per view, each view a separate forward (as in simsiam).
+
+        Stored unnormalised: D and the MSE form normalise η themselves, so the
+        cached value is bit-for-bit SimSiam's sg(z) and k = 1 reproduces it exactly.
+        """
+        x1, x2 = self.views(x, idx, step)
+        return torch.stack([self.model.encoder(x1).float(), self.model.encoder(x2).float()], dim=1)
+
+    def e_step(self, group, images, step):
+        self.group_start = step
+        with target_mode(self.model, self.cfg.method.e_step_bn):
+            for j, idx in enumerate(group):
+                self.bank.write(idx, self.targets(images.index_select(0, idx), idx, step + j), version=step)
+        self.bank.flush()
+
+    def loss(self, idx, x, step):
+        first = 0 if self.cfg.method.views == "replay" else 2
+        x1, x2 = self.views(x, idx, step, first)
+        eta = self.bank.read(idx)  # (B, 2, d), written by the E-step of this outer iteration
+        p1, p2, _, _ = self.model(x1, x2)
+        return self.pair_loss(p1.float(), p2.float(), eta[:, 0], eta[:, 1])
+
+    def diagnostics(self, idx, x, step):
+        """Staleness: cos(η, F_θ(v)) for the view v that produced η, recomputed now; age in steps."""
+        j = step - self.group_start
+        with target_mode(self.model, self.cfg.method.e_step_bn):
+            now = self.targets(x, idx, self.group_start + j)
+        cos = F.cosine_similarity(self.bank.read(idx), now, dim=-1).mean().item()
+        age = (step - self.bank.versions(idx)).float().mean().item()
+        return {"bank/staleness_cos": cos, "bank/age_steps": age}
+
+
+class MeanInput(KStep):
+    """η_x = F_θt(x̄), x̄ = mean_i T(x; s_i) over M augmented views in pixel space
+    (the open question in Su's analysis). Both loss terms use the same η."""
+
+    def targets(self, x, idx, step):
+        M = self.cfg.method.mean_input_views
+        xbar = sum(
+            augment(x, view_seeds(self.cfg.seed, step, idx, 100 + i), self.spec) for i in range(M)
+        ) / M
+        eta = self.model.encoder(xbar.contiguous(memory_format=self.fmt)).float()
+        return torch.stack([eta, eta], dim=1)
+
+    def diagnostics(self, idx, x, step):
+        age = (step - self.bank.versions(idx)).float().mean().item()
+        return {"bank/age_steps": age}
+
+
+class EMA(Variant):
+    """Moving-average η (Sec. 5): a persistent bank over all images,
+    η_x ← m·η_x + (1−m)·F_θ(T'(x)); loss ½D(h(z1), η) + ½D(h(z2), η).
+    T' is the second view (``ema_view=other``, free) or a third view (``extra``)."""
+
+    uses_bank = True
+
+    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank):
+        super().__init__(cfg, model, spec, memory_format)
+        self.bank = bank
+
+    def start(self, images, batch_size):
+        """Fill the bank with one pass η_x = F_θ0(T(x))."""
+        with target_mode(self.model, self.cfg.method.e_step_bn):
+            for s in range(0, images.shape[0], batch_size):
+                idx = torch.arange(s, min(s + batch_size, images.shape[0]), device=images.device)
+                x = images.index_select(0, idx)
+                v = augment(x, view_seeds(self.cfg.seed, -1, idx, 0), self.spec).contiguous(memory_format=self.fmt)
+                self.bank.write(idx, self.encode(v).unsqueeze(1), version=0)
+        self.bank.flush()
+
+    def loss(self, idx, x, step):
+        x1, x2 = self.views(x, idx, step)
+        if self.cfg.method.ema_view == "extra":  # before the graph is built: target_mode restores BN buffers
+            with target_mode(self.model, self.cfg.method.e_step_bn):
+                (x3,) = self.views(x, idx, step, first=2, n=1)
+                u = self.encode(x3)
+        p1, p2, _, z2 = self.model(x1, x2)
+        if self.cfg.method.ema_view == "other":
+            u = F.normalize(z2.detach().float(), dim=1)
+        self.bank.ema_update(idx, u.unsqueeze(1), self.cfg.method.ema_m, version=step)
+        eta = self.bank.read(idx)[:, 0]
+        return self.pair_loss(p1.float(), p2.float(), eta, eta)
+
+    def state_dict(self):
+        self.bank.flush()
+        return {"bank": self.bank.state_dict()}
+
+    def load_state_dict(self, state):
+        self.bank.load_state_dict(state["bank"])
+
+    def expectation_bank(self):
+        return self.bank
+
+
+class Momentum(Variant):
+    """η = F_ξ(T(x)) from an EMA copy ξ ← τξ + (1−τ)θ of the encoder (BYOL-style η-step)."""
+
+    def __init__(self, cfg, model, spec, memory_format):
+        super().__init__(cfg, model, spec, memory_format)
+        self.target_encoder = copy.deepcopy(model.encoder).requires_grad_(False)
+
+    def loss(self, idx, x, step):
+        x1, x2 = self.views(x, idx, step)
+        with target_mode(self.target_encoder, self.cfg.method.e_step_bn):
+            eta1 = F.normalize(self.target_encoder(x1).float(), dim=1)
+            eta2 = F.normalize(self.target_encoder(x2).float(), dim=1)
+        p1, p2, _, _ = self.model(x1, x2)
+        return self.pair_loss(p1.float(), p2.float(), eta1, eta2)
+
+    @torch.no_grad()
+    def after_step(self):
+        tau = self.cfg.method.momentum_tau
+        for xi, theta in zip(self.target_encoder.parameters(), self.model.encoder.parameters()):
+            xi.lerp_(theta, 1 - tau)
+        for xi, theta in zip(self.target_encoder.buffers(), self.model.encoder.buffers()):
+            xi.copy_(theta)
+
+    def state_dict(self):
+        return {"target_encoder": self.target_encoder.state_dict()}
+
+    def load_state_dict(self, state):
+        self.target_encoder.load_state_dict(state["target_encoder"])
+
+
+VARIANTS = {"simsiam": SimSiamVariant, "kstep": KStep, "ema": EMA, "momentum": Momentum, "mean_input": MeanInput}
+
+
+def build_variant(cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format, n_images: int,
+                  device: torch.device) -> Variant:
+    """The variant named by ``cfg.method.variant``, with its bank if it needs one."""
+    cls = VARIANTS[cfg.method.variant]
+    if not cls.uses_bank:
+        return cls(cfg, model, spec, memory_format)
+    m = cfg.method
+    path = m.bank_path
+    if m.bank != "device" and path is None:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        path = str(cfg.run_dir / ("bank.h5" if m.bank == "disk" else "bank.npy"))
+    bank = make_bank(
+        m.bank, n_images, 1 if cls is EMA else 2, cfg.model.dim, dtype=m.bank_dtype, device=device,
+        path=path, fingerprint=config_fingerprint(cfg),
+    )
+    return cls(cfg, model, spec, memory_format, bank)
