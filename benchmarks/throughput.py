@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
 
-from emsiam.augment import augment, view_seeds
+from emsiam.alternation import m_step
 from emsiam.config import load_config
-from emsiam.train import augment_spec, autocast, build_optimizer, load_data, resolve_device, simsiam_step
-from emsiam.models import build_model
-from emsiam.data import Batches
+from emsiam.train import autocast, setup, simsiam_step
 
 
 def _sync(device: torch.device) -> None:
@@ -45,34 +45,26 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
-    cfg = load_config(args.preset, ["progress=false", *args.overrides])
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    train, _ = load_data(cfg.data, device)
-    spec = augment_spec(cfg.data)
-    model = build_model(cfg.model).to(device)
-    opt = build_optimizer(model, cfg.optim)
-    fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-    batches = Batches(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed)
-    B = cfg.optim.batch_size
+    tmp = tempfile.mkdtemp(prefix="emsiam-bench-")
+    cfg = load_config(args.preset, ["progress=false", f"out_dir={tmp}", *args.overrides])
+    s = setup(cfg)  # the training run's own data, model, optimizer and augmentation
+    device, B = s.device, cfg.optim.batch_size
     amp = lambda: autocast(cfg, device)  # noqa: E731
-
-    def views(idx, x, step):
-        x1 = augment(x, view_seeds(cfg.seed, step, idx, 0), spec).contiguous(memory_format=fmt)
-        x2 = augment(x, view_seeds(cfg.seed, step, idx, 1), spec).contiguous(memory_format=fmt)
-        return x1, x2
-
-    stream = (b for e in range(10**6) for b in batches.epoch(e))
-    idx, x, _ = next(stream)
-    premade = views(idx, x, 0)
+    stream = ((idx, s.train.images.index_select(0, idx)) for e in range(10**6) for idx in s.batches.indices(e).split(B)
+              if len(idx) == B)
+    idx, x = next(stream)
+    premade = s.variant.views(x, idx, 0)
+    step = 0
 
     def e2e_block(n: int) -> float:
+        """What fit() does per step: gather the batch, augment two views, SGD step."""
+        nonlocal step
         _sync(device)
         t0 = time.perf_counter()
-        for step in range(n):
-            idx, x, _ = next(stream)
-            x1, x2 = views(idx, x, step)
-            simsiam_step(model, opt, x1, x2, amp())
+        for _ in range(n):
+            idx, x = next(stream)
+            m_step(s, idx, x, step % len(s.lrs))
+            step += 1
         _sync(device)
         return n * B / (time.perf_counter() - t0)
 
@@ -80,16 +72,16 @@ def main() -> None:
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(n):
-            simsiam_step(model, opt, *premade, amp())
+            simsiam_step(s.model, s.opt, *premade, amp())
         _sync(device)
         return n * B / (time.perf_counter() - t0)
 
     def augment_block(n: int) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        for step in range(n):
-            idx, x, _ = next(stream)
-            views(idx, x, step)
+        for i in range(n):
+            idx, x = next(stream)
+            s.variant.views(x, idx, i)
         _sync(device)
         return n * B / (time.perf_counter() - t0)
 
@@ -117,6 +109,7 @@ def main() -> None:
         "rounds": {"e2e": e2e, "model": mdl, "augment_only": aug},
         "command": "python benchmarks/throughput.py --preset " + args.preset + " " + " ".join(args.overrides),
     }
+    shutil.rmtree(tmp, ignore_errors=True)
     out = Path(args.out or f"benchmarks/results/throughput-{args.preset}-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

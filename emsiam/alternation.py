@@ -32,9 +32,20 @@ def outer_iterations(order: torch.Tensor, batch_size: int, k: int) -> list[list[
     return [batches[i : i + k] for i in range(0, len(batches), k)]
 
 
+def m_step(s: Setup, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
+    """One SGD step on θ against the variant's targets; returns the detached loss."""
+    set_lr(s.opt, float(s.lrs[step]), s.base_lr)
+    with autocast(s.cfg, s.device):
+        loss = s.variant.loss(idx, x, step)
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    s.opt.step()
+    s.variant.after_step()
+    return loss.detach()
+
+
 def fit(s: Setup) -> list[dict[str, Any]]:
-    cfg, model, opt, variant = s.cfg, s.model, s.opt, s.variant
-    base_lr = cfg.optim.lr_per_256 * cfg.optim.batch_size / 256
+    cfg, model, variant = s.cfg, s.model, s.variant
     k = steps_per_outer(cfg, len(s.batches))
     s.run.initialise()
     start_epoch, step = _restore(s) if cfg.resume else (0, 0)
@@ -50,16 +61,10 @@ def fit(s: Setup) -> list[dict[str, Any]]:
                    disable=not cfg.progress, leave=False, dynamic_ncols=True)
         for group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
             variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
-            for idx in group:  # M-step: one SGD step per batch
+            for idx in group:  # M-step: one SGD step on θ per batch
                 x = s.train.images.index_select(0, idx)
-                set_lr(opt, float(s.lrs[step]), base_lr)
-                with autocast(cfg, s.device):
-                    loss = variant.loss(idx, x, step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                variant.after_step()
-                sums["train/loss"] += loss.detach()
+                loss = m_step(s, idx, x, step)
+                sums["train/loss"] += loss
                 if step % cfg.method.diag_every == 0:
                     for key, v in variant.diagnostics(idx, x, step).items():
                         sums[key] = sums.get(key, 0.0) + v
@@ -70,6 +75,7 @@ def fit(s: Setup) -> list[dict[str, Any]]:
                     rate = bar.n * cfg.optim.batch_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
         bar.close()
+        variant.end_epoch()
         _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
     return s.run.metrics()
 

@@ -99,6 +99,10 @@ class Setup:
     lrs: np.ndarray
     memory_format: torch.memory_format
 
+    @property
+    def base_lr(self) -> float:
+        return self.cfg.optim.lr_per_256 * self.cfg.optim.batch_size / 256
+
 
 def setup(cfg: Config) -> Setup:
     """Validate everything that can fail cheaply, then load data and build the model."""

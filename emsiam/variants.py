@@ -115,6 +115,9 @@ class Variant:
     def after_step(self) -> None:
         """Called after every optimizer step."""
 
+    def end_epoch(self) -> None:
+        """Called after the last step of every epoch."""
+
     def diagnostics(self, idx: torch.Tensor, x: torch.Tensor, step: int) -> dict[str, float]:
         """Cheap per-step probes (staleness), called every ``diag_every`` steps."""
         return {}
@@ -231,8 +234,10 @@ class EMA(Variant):
         eta = self.bank.read(idx)[:, 0]
         return self.pair_loss(p1.float(), p2.float(), eta, eta)
 
+    def end_epoch(self):
+        self.bank.flush()  # commit the epoch's updates (file banks: atomically)
+
     def state_dict(self):
-        self.bank.flush()
         return {"bank": self.bank.state_dict()}
 
     def load_state_dict(self, state):
