@@ -53,9 +53,10 @@ Semantics common to all backends:
 Crash safety of file banks (a process killed at any point). An outer
 iteration's writes never touch the bank file: they go to a journal next to it
 (``<path>.journal``, a raw array of rows in the bank dtype, appended in place, a
-row written twice in one iteration reuses its slot), with the row ids, versions
+row written twice in one iteration reuses its slot, so it never outgrows the
+bank), with the row ids, versions
 and the slot of each row kept in RAM (16 B per journaled row + an 8 B/row slot
-map + the (N,) versions: ~30 MB at ImageNet scale; the rows themselves live in
+map + the (N,) versions: ~40 MB at ImageNet scale; the rows themselves live in
 the page cache, not in process memory). Reads look up the slot map first
 (read-your-writes). ``flush()``:
   1. msync + fsync the journal data, write ``<path>.journal-index.npy`` (row id
@@ -82,22 +83,41 @@ safe against a killed process (the page cache survives it), not against power
 loss or a kernel crash. Only one process may use a bank file at a time (HDF5
 file locking; flock for memmap) and only one object per process.
 
-Throughput at ImageNet scale (N=1,281,167, V=1, d=2048, fp16, B=512 random
-rows, 2 shared CPU cores, ext4 on a virtio disk, bank in the page cache;
-``benchmarks/bank_bench.py``; medians of per-batch times):
+Throughput at ImageNet scale (``benchmarks/bank_bench.py --rows 1281167 --dim 2048 --dtype
+fp16 --batch 512 --seconds 20``: N = 1,281,167, V = 1, d = 2048, fp16 = 5.2 GB, B = 512 random
+rows from a per-epoch permutation; 2 shared CPU cores, 24 GiB RAM, ext4 on a virtio disk that
+writes ~360-500 MB/s; bank in the page cache; torch single-threaded; durable=True). Rows/s per
+call as median batch / mean over the phase, and in brackets per epoch, i.e. including the
+commit (flush) at the end of each epoch, the EMA engine's schedule:
 
-    FILLED IN FROM THE BENCHMARK RUN
+                   read           write                 read+write            cold read
+    disk (HDF5)    205k / 166k    493k / 130k  (57k)    126k /  89k  (48k)     15k /  10k
+    memmap         533k / 463k    432k / 121k  (51k)    212k / 124k  (50k)    499k / 212k
 
-Tuning notes (measured at N=200k, d=2048 fp16, B=512 sorted random rows): HDF5
-chunked layouts are slow for random rows through h5py selections: 1.2k-5.6k
-rows/s read or write for chunks of 1 to 256 rows (the chunk cache does not
-help; per-chunk ``read_direct_chunk`` reaches ~55-80k). The contiguous layout
-with the data sieve buffer disabled reads 230-330k rows/s (sieve 64 KiB: 68k)
-and writes 40-50k rows/s, which is then bounded by one ``pwrite`` per row
-(~60k rows/s on this VM); ``np.memmap`` does ~1.6M rows/s both ways. Hence the
-disk bank is contiguous by default (``chunk_rows=0``; >0 gives HDF5 chunks of
-that many rows), writes go to a memory-mapped journal, and long runs of rows are
-written as slices when the journal is applied.
+Creating either bank takes < 0.2 s (sparse files); the first fill of every row (write +
+flush) 34 s (disk) and 41 s (memmap). durable=False gave no measurable gain (at this size the
+kernel's dirty-page limits force the same writeback before the commit returns). A commit
+writes each row twice (journal, then bank: 8 KB per row here) and a full-epoch commit takes
+~13 s, so the per-epoch figures are bound by the disk's write bandwidth (~50k rows/s here)
+for both backends; the per-call figures are what one training step pays. The memmap backend
+is the faster one per step (reads are a numpy gather instead of one HDF5 pread per row).
+"Cold" is after dropping the files from the guest page cache (posix_fadvise); mmap faults
+read ahead, one pread per row does not.
+
+Why a sequential journal rather than in-place writes: on this machine random 4 KB row writes
+into a large cached file run at ~6k rows/s (np.memmap, 5.3 GB file): each one left ~120 KB of
+dirty page cache (large folios), so writeback throttled the writer. Appending to a journal and
+applying it in row order keeps every write sequential.
+
+Tuning notes (N = 200k, d = 2048 fp16, B = 512 sorted random rows): HDF5 chunked layouts are
+slow for random rows through h5py selections: 1.2k-5.6k rows/s read or write for chunks of 1
+to 256 rows (the chunk cache does not help; per-chunk ``read_direct_chunk`` reaches 55-80k).
+The contiguous layout with the data sieve buffer disabled reads 230-330k rows/s (with the
+default 64 KiB sieve: 68k) and writes 40-50k rows/s, bound by one ``pwrite`` per row (~60k
+rows/s on this VM). Hence the disk bank is contiguous by default (``chunk_rows=0``; > 0 gives
+HDF5 chunks of that many rows) and long runs of rows are written as slices when the journal is
+applied. On 2 shared cores, any 2-thread torch op stalled ~8 ms whenever another process held
+a core, so the benchmark runs torch single-threaded (``--threads``).
 """
 
 from __future__ import annotations
@@ -161,7 +181,10 @@ def _check_version(version) -> int:
 
 
 def _check_m(m) -> float:
-    m = float(m)
+    try:
+        m = float(m)
+    except (TypeError, ValueError):
+        raise BankError(f"EMA momentum m must be a float in [0, 1], got {m!r}") from None
     if not 0.0 <= m <= 1.0:
         raise BankError(f"EMA momentum m must be in [0, 1], got {m}")
     return m
@@ -177,8 +200,10 @@ def _as_index(idx) -> torch.Tensor:
 
 
 def _check_bounds_cpu(idx: torch.Tensor, n_rows: int) -> None:
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_rows):
-        raise BankError(f"idx out of range: ids must be in [0, {n_rows}), got min {int(idx.min())} max {int(idx.max())}")
+    if idx.numel():
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n_rows:
+            raise BankError(f"idx out of range: ids must be in [0, {n_rows}), got min {lo} max {hi}")
 
 
 def _check_values(name: str, x, n: int, n_views: int, dim: int) -> torch.Tensor:
@@ -363,7 +388,9 @@ class DeviceBank(TargetBank):
 
     backend = "device"
 
-    def __init__(self, n_rows: int, n_views: int, dim: int, *, dtype: str = "fp32", device="cpu", fingerprint: str = ""):
+    def __init__(
+        self, n_rows: int, n_views: int, dim: int, *, dtype: str = "fp32", device="cpu", fingerprint: str = ""
+    ):
         _validate(self.backend, n_rows, n_views, dim, dtype, device, None, fingerprint, 0)
         self.n_rows, self.n_views, self.dim = int(n_rows), int(n_views), int(dim)
         self.dtype, self.fingerprint = dtype, fingerprint
@@ -429,9 +456,9 @@ class DeviceBank(TargetBank):
         self._check_open()
         self._check_state_header(state)
         eta, version = state.get("eta"), state.get("version")
-        if not isinstance(eta, torch.Tensor) or tuple(eta.shape) != tuple(self._eta.shape) or eta.dtype != self._eta.dtype:
+        if not isinstance(eta, torch.Tensor) or eta.shape != self._eta.shape or eta.dtype != self._eta.dtype:
             raise BankError(f"bank state 'eta' must be a {self._eta.dtype} tensor of shape {tuple(self._eta.shape)}")
-        if not isinstance(version, torch.Tensor) or tuple(version.shape) != (self.n_rows,) or version.dtype != torch.int64:
+        if not isinstance(version, torch.Tensor) or version.shape != (self.n_rows,) or version.dtype != torch.int64:
             raise BankError(f"bank state 'version' must be an int64 tensor of shape ({self.n_rows},)")
         self._eta.copy_(eta)
         self._version.copy_(version)
@@ -581,7 +608,7 @@ class _FileBank(TargetBank):
 
     def _values(self, name, x, n) -> np.ndarray:
         x = _check_values(name, x, n, self.n_views, self.dim)
-        return x.to("cpu", _TORCH_DTYPES[self.dtype]).contiguous().numpy()
+        return x.to(_TORCH_DTYPES[self.dtype]).to("cpu").contiguous().numpy()  # convert, then copy
 
     # ---- journal state
     def _reset_journal_state(self) -> None:
@@ -687,7 +714,10 @@ class _FileBank(TargetBank):
         self._pending_max = max(self._pending_max, version)
 
     def _out(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(x).to(self.device, torch.float32)
+        t = torch.from_numpy(x)
+        if self.device.type != "cpu":
+            t = t.to(self.device)  # copy in the bank dtype, then convert
+        return t.float()
 
     def read(self, idx):
         return self._out(self._read_np(self._rows(idx, unique=False)))
@@ -867,7 +897,9 @@ class DiskBank(_FileBank):
 
     backend = "disk"
 
-    def __init__(self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", chunk_rows=0, durable=True):
+    def __init__(
+        self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", chunk_rows=0, durable=True
+    ):
         self._f = None
         super().__init__(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint,
                          durable=durable, chunk_rows=chunk_rows)
@@ -969,7 +1001,7 @@ class DiskBank(_FileBank):
 
     def _store_commit(self, versions, committed_version):
         self._ver[...] = versions
-        self._f.attrs["committed_version"] = committed_version
+        self._f.attrs.modify("committed_version", committed_version)  # in place, same type and size
         self._f.flush()
         if self.durable:
             os.fsync(self._f.id.get_vfd_handle())

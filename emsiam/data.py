@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "SOURCES",
@@ -128,7 +128,7 @@ class ImageSet:
         return self.images.device
 
     def to(self, device: torch.device | str) -> ImageSet:
-        """Return a copy with images and labels on ``device`` (no copy if already there)."""
+        """The same set with images and labels on ``device`` (tensors are shared if already there)."""
         return ImageSet(self.images.to(device), self.labels.to(device), self.classes, self.name)
 
     def subset(self, idx: torch.Tensor) -> ImageSet:
@@ -173,7 +173,8 @@ class Batches:
         if drop_last and len(data) < batch_size:
             raise DataError(
                 f"batch_size={batch_size} exceeds the {len(data)} images of {data.name}, "
-                "so drop_last=True would yield no batch; use a smaller batch size or more data."
+                "so drop_last=True would yield no batch; lower the batch size (optim.batch_size) "
+                "or use more images (data.n_train)."
             )
         self.data = data
         self.batch_size = batch_size
@@ -238,7 +239,8 @@ def load_split(
     (seeded by ``subset_seed``, never a prefix); for ``synthetic`` they set how
     many images are generated. ``image_size`` resizes images that are not
     already square of that size (shorter side resize, antialiased, then
-    centre crop). ``seed`` seeds the synthetic generator only.
+    centre crop; synthetic images are rendered at that size). ``seed`` seeds
+    the synthetic generator only; train and test draw from distinct streams.
     """
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
@@ -359,7 +361,8 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
         x = images[i : i + chunk].float()
         if (nh, nw) != (h, w):
             x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        out[i : i + chunk] = x[:, :, top : top + size, left : left + size].round().clamp_(0, 255).to(torch.uint8)
+        x = x[:, :, top : top + size, left : left + size]
+        out[i : i + chunk] = x.round().clamp_(0, 255).to(torch.uint8)
     return out
 
 
@@ -381,6 +384,7 @@ def _box(px: torch.Tensor, py: torch.Tensor, bx: float, by: float) -> torch.Tens
 
 
 def _rot45(px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates rotated by 45 degrees."""
     s = math.sqrt(0.5)
     return (px + py) * s, (py - px) * s
 
@@ -453,9 +457,11 @@ def make_synthetic(n: int, *, image_size: int = 32, seed: int = 0, name: str = "
 
     The class is the shape (``SYNTHETIC_CLASSES``), drawn with antialiased
     edges from a signed distance function. Everything else is a nuisance drawn
-    independently of the class: position, scale (extent 40-75% of the side),
-    a small rotation, foreground and background colour, a background colour
-    gradient and low-frequency texture, and pixel noise.
+    independently of the class: position, scale (the shape spans about 35-70%
+    of the side), a rotation of at most 15 degrees, foreground and background
+    colour (kept apart in colour and luminance so the shape stays visible in
+    grayscale), a background colour gradient, low-frequency texture and pixel
+    noise. ``image_size`` renders at that resolution (no resampling).
     """
     g = torch.Generator().manual_seed(seed)
     k = len(SYNTHETIC_CLASSES)
@@ -490,7 +496,7 @@ def make_synthetic(n: int, *, image_size: int = 32, seed: int = 0, name: str = "
             if len(sel):
                 sdf[sel] = _shape_sdf(c, px[sel], py[sel]) * ext[sel]
         alpha = (0.5 - sdf * (image_size / 2)).clamp(0, 1)[:, None]  # 1 pixel wide soft edge
-        ramp = (gx * grad_dir[sl].cos()[:, None, None] + gy * grad_dir[sl].sin()[:, None, None])
+        ramp = gx * grad_dir[sl].cos()[:, None, None] + gy * grad_dir[sl].sin()[:, None, None]
         back = (
             bg[sl, :, None, None]
             + grad_col[sl, :, None, None] * ramp[:, None]
@@ -562,11 +568,11 @@ def _load_torchvision(source: str, root: str, split: str, download: bool) -> Ima
             ds = cls(str(path), train=split == "train", download=download)
             images, labels = np.asarray(ds.data).transpose(0, 3, 1, 2), np.asarray(ds.targets)
     except Exception as err:  # torchvision raises RuntimeError / URLError / OSError
-        action = "Downloading" if download else "Reading"
-        raise DataError(
-            f"{action} {title} under '{path / folder}' failed: {err}. Check data.root, "
-            "or pass data.download=true (needs internet) to fetch a fresh copy."
-        ) from err
+        if download:
+            fix = f"this needs internet; without it, put {folder} under data.root and set data.download=false"
+        else:
+            fix = "the files may be corrupt; pass data.download=true (needs internet) for a fresh copy"
+        raise DataError(f"Loading {title} from '{path / folder}' failed ({err}): {fix}.") from err
     return ImageSet(
         torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
         torch.from_numpy(labels.astype(np.int64)),
@@ -593,8 +599,22 @@ def _npz_paths(path: Path) -> dict[str, Path]:
     return paths
 
 
+def _npz_classes(path: Path) -> list[str]:
+    """Class names of the other split's npz: its ``classes``, else 0..max label (best effort)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "classes" in z.files:
+                return [str(c) for c in z["classes"].astype(str)]
+            labels = z["labels"]
+        count = int(labels.max()) + 1 if labels.size and labels.dtype.kind in "iu" else 0
+        return [str(i) for i in range(count)]
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile):
+        return []  # reported when that split itself is loaded
+
+
 def _load_npz(root: str, split: str) -> ImageSet:
-    path = _npz_paths(Path(os.path.expanduser(root)))[split]
+    paths = _npz_paths(Path(os.path.expanduser(root)))
+    path = paths[split]
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"images", "labels"} - set(z.files)
@@ -632,14 +652,21 @@ def _load_npz(root: str, split: str) -> ImageSet:
     labels = labels.astype(np.int64)
     if len(labels) == 0:
         raise DataError(f"'{path}' holds no images.")
-    if classes is None:
-        classes = [str(i) for i in range(int(labels.max()) + 1)]
+    if classes is None:  # take names from the other split, or 0..K-1 over both splits
+        other = _npz_classes(paths[SPLITS[1 - SPLITS.index(split)]])
+        own = [str(i) for i in range(int(labels.max()) + 1)]
+        classes = other if len(other) >= len(own) else own
     if labels.min() < 0 or labels.max() >= len(classes):
-        raise DataError(f"'{path}': labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}.")
+        raise DataError(
+            f"'{path}': labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}."
+        )
     chw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     if chw.shape[1] == 1:
         chw = chw.expand(-1, 3, -1, -1).contiguous()
-    stem = path.parent.name if path.name == f"{split}.npz" else path.name[: -len(f"{split}.npz")].rstrip("_-.")
+    if path.name == f"{split}.npz":
+        stem = path.parent.name
+    else:
+        stem = path.name[: -len(f"{split}.npz")].rstrip("_-.")
     return ImageSet(chw, torch.from_numpy(labels), classes, f"{stem or 'npz'}/{split}")
 
 
@@ -731,7 +758,7 @@ def _archive_members(tf: tarfile.TarFile, read: bool) -> Iterator[tuple[str, str
             prefix = top
         elif top != prefix:
             continue
-        if m.isfile() and rest and _is_image_name(name):
+        if m.isfile() and rest and _is_image_name(name) and not any(p.startswith(".") for p in rest):
             f = tf.extractfile(m) if read else None
             yield split, cls, "/".join(parts[depth:]), f.read() if f is not None else None
         elif m.isdir() or rest:
@@ -778,7 +805,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
             arr = arr / 257.0
         elif im.mode == "F" and arr.max() <= 1.0:
             arr = arr * 255.0
-        return Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8)).convert("RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -955,7 +982,12 @@ def _root_stem(path: Path) -> str:
 
 
 def _cache_file(
-    cache: Path, path: Path, split: str, size: int | None, files: Sequence[tuple[str, Path]], classes: Sequence[str]
+    cache: Path,
+    path: Path,
+    split: str,
+    size: int | None,
+    files: Sequence[tuple[str, Path]],
+    classes: Sequence[str],
 ) -> Path:
     """Cache file named by a hash of the source: the file listing (folders) or the archive's stat."""
     h = hashlib.sha256(f"emsiam-imagefolder v{_CACHE_VERSION}|{split}|{size}\n".encode())

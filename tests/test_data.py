@@ -24,7 +24,7 @@ def _shared_archive() -> Path:
 
 
 def _image_set(n_per_class: int, n_classes: int, size: int = 4) -> ImageSet:
-    """A class-sorted set whose image i is filled with value i % 256 in channel 0."""
+    """A class-sorted set; image i holds i % 256 in channel 0 and i // 256 in channel 1."""
     n = n_per_class * n_classes
     images = torch.zeros(n, 3, size, size, dtype=torch.uint8)
     images[:, 0] = (torch.arange(n) % 256).to(torch.uint8)[:, None, None]
@@ -175,6 +175,7 @@ _FIXTURE: list[tuple[str, str, str, str, tuple[int, int], object, tuple[int, int
     ("train", "dog", "e.png", "P", (32, 32), 1, (0, 0, 250)),
     ("train", "dog", "f.tif", "CMYK", (24, 24), (0, 0, 0, 0), (255, 255, 255)),
     ("train", "dog", "g.png", "RGBA", (16, 16), (9, 99, 199, 255), (9, 99, 199)),
+    ("train", "dog", "i.png", "I;16", (32, 32), 200 * 257, (200, 200, 200)),  # 16-bit grayscale
     ("test", "dog", "h.png", "RGB", (32, 32), (123, 45, 67), (123, 45, 67)),
 ]
 
@@ -186,7 +187,10 @@ def _make_folder(root: Path) -> Path:
         im = Image.new(mode, size, fill)  # type: ignore[arg-type]
         if mode == "P":
             im.putpalette([0, 0, 0, 0, 0, 250] + [0] * 762)
-        im.save(path, quality=95) if name.endswith(".jpg") else im.save(path)
+        if name.endswith(".jpg"):
+            im.save(path, quality=95)
+        else:
+            im.save(path)
     (root / "train" / "cat" / "corrupt.jpg").write_bytes(np.random.default_rng(0).bytes(300))
     (root / "train" / "dog" / "notes.txt").write_text("not an image")
     (root / "test" / "bird").mkdir()  # class only present (empty) in test
@@ -210,14 +214,14 @@ def folder(tmp_path: Path) -> Path:
 
 def test_imagefolder_converts_modes_and_sizes(folder: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"Skipped 1 unreadable image.*corrupt\.jpg"):
-        ds = load_split("imagefolder", "train", root=str(folder), image_size=16, cache_dir=str(tmp_path / "c"))
+        ds = load_split("imagefolder", "train", root=str(folder), image_size=16, cache_dir=str(tmp_path))
     labels, colours = _expected("train")
-    assert ds.images.shape == (7, 3, 16, 16) and ds.images.dtype == torch.uint8
+    assert ds.images.shape == (8, 3, 16, 16) and ds.images.dtype == torch.uint8
     assert ds.classes == ["bird", "cat", "dog"] and ds.name == "pets/train"
     assert ds.labels.tolist() == labels
     for got, want in zip(_mean_rgb(ds), colours):
         assert max(abs(g - w) for g, w in zip(got, want)) <= 3, (got, want)
-    te = load_split("imagefolder", "test", root=str(folder), image_size=16, cache_dir=str(tmp_path / "c"))
+    te = load_split("imagefolder", "test", root=str(folder), image_size=16, cache_dir=str(tmp_path))
     assert te.labels.tolist() == [2] and te.classes == ds.classes  # same label space as train
 
 
@@ -226,6 +230,19 @@ def test_imagefolder_mixed_sizes_need_image_size(folder: Path, tmp_path: Path) -
         load_split("imagefolder", "train", root=str(folder), cache_dir=str(tmp_path / "c"))
     same = load_split("imagefolder", "test", root=str(folder), cache_dir=str(tmp_path / "c"))
     assert same.images.shape == (1, 3, 32, 32)  # one native size: no resize needed
+
+
+def test_imagefolder_applies_exif_orientation(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        (tmp_path / "r" / split / "a").mkdir(parents=True)
+        im = Image.new("RGB", (8, 4), (0, 0, 0))
+        im.paste((255, 255, 255), (0, 0, 4, 4))  # left half white
+        exif = Image.Exif()
+        exif[0x0112] = 6  # display rotated 90 degrees clockwise
+        im.save(tmp_path / "r" / split / "a" / "x.jpg", exif=exif, quality=100)
+    ds = load_split("imagefolder", "train", root=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"))
+    assert ds.images.shape == (1, 3, 8, 4)  # portrait after rotation
+    assert ds.images[0, :, :4].float().mean() > 200 and ds.images[0, :, 4:].float().mean() < 50
 
 
 def test_imagefolder_cache_hit_skips_decoding(folder: Path, tmp_path: Path, monkeypatch) -> None:
@@ -290,12 +307,13 @@ def test_imagefolder_tar_archive_matches_folder(folder: Path, tmp_path: Path) ->
 
 
 def test_imagefolder_process_pool_matches_in_process(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    kw = dict(root=str(folder), image_size=16)
     with pytest.warns(UserWarning):
-        serial = load_split("imagefolder", "train", root=str(folder), image_size=16, cache_dir=str(tmp_path / "a"))
+        serial = load_split("imagefolder", "train", cache_dir=str(tmp_path / "a"), **kw)
     monkeypatch.setattr(D, "_DECODE_CHUNK", 2)
     monkeypatch.setenv("EMSIAM_DECODE_WORKERS", "2")
     with pytest.warns(UserWarning, match="Skipped 1"):
-        pooled = load_split("imagefolder", "train", root=str(folder), image_size=16, cache_dir=str(tmp_path / "b"))
+        pooled = load_split("imagefolder", "train", cache_dir=str(tmp_path / "b"), **kw)
     assert torch.equal(serial.images, pooled.images) and torch.equal(serial.labels, pooled.labels)
 
 
@@ -330,7 +348,7 @@ def test_imagefolder_real_cifar10_archive(tmp_path: Path) -> None:
     root = str(_shared_archive())
     ds = load_split("imagefolder", "train", root=root, cache_dir=str(tmp_path))
     assert ds.images.shape == (50000, 3, 32, 32) and ds.images.dtype == torch.uint8
-    assert ds.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert ds.classes == "airplane automobile bird cat deer dog frog horse ship truck".split()
     assert torch.bincount(ds.labels).tolist() == [5000] * 10
     cached = load_split("imagefolder", "train", root=root, cache_dir=str(tmp_path), n_train=1000)
     assert torch.bincount(cached.labels).tolist() == [100] * 10
@@ -361,7 +379,10 @@ def test_npz_nhwc_and_grayscale_round_trip(tmp_path: Path) -> None:
     assert te.images.shape == (4, 3, 5, 7) and te.images.is_contiguous()
     for c in range(3):
         assert torch.equal(te.images[:, c], torch.from_numpy(gray))
-    assert te.classes == ["0", "1", "2"] and te.labels.tolist() == [2, 1, 0, 0]
+    assert te.classes == ["x", "y", "z"] and te.labels.tolist() == [2, 1, 0, 0]  # names from train
+    np.savez(tmp_path / "a" / "train.npz", images=rgb, labels=np.array([0, 1, 2, 0, 1, 2]))
+    np.savez(tmp_path / "a" / "test.npz", images=gray, labels=np.array([0, 0, 0, 0]))
+    assert load_split("npz", "test", root=str(tmp_path / "a")).classes == ["0", "1", "2"]  # K from train
     # path-prefix form and NHWC with one channel
     np.savez(tmp_path / "mnist_train.npz", images=gray[..., None], labels=np.zeros(4, np.int64))
     np.savez(tmp_path / "mnist_test.npz", images=gray, labels=np.zeros(4, np.int64))
@@ -405,10 +426,14 @@ def test_unknown_source_lists_valid_ones() -> None:
     check_source("synthetic", None)  # needs nothing
 
 
-@pytest.mark.parametrize(("source", "folder"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("stl10", "stl10_binary")])
+@pytest.mark.parametrize(
+    ("source", "folder"),
+    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("stl10", "stl10_binary")],
+)
 def test_torchvision_missing_root(tmp_path: Path, source: str, folder: str) -> None:
     root = tmp_path / "datasets"
-    for call in (lambda: check_source(source, str(root)), lambda: load_split(source, "train", root=str(root))):
+    calls = (lambda: check_source(source, str(root)), lambda: load_split(source, "train", root=str(root)))
+    for call in calls:
         with pytest.raises(DataError, match=rf"'{re.escape(str(root))}'.*{folder}.*data\.download=true"):
             call()
     with pytest.raises(DataError, match="data.root"):
