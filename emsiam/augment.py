@@ -16,8 +16,8 @@ the global torch RNG. Hence
 
 Everything is batched tensor code (no Python loop over samples, no host-device
 synchronisation), so the same code runs on CPU or CUDA, wherever the input
-lives. On CPU the batch is processed in cache-sized chunks (``CPU_CHUNK``),
-which does not change any output bit.
+lives. (Processing the batch in cache-sized chunks on CPU was measured and
+is slower at every chunk size, 16..128, so the whole batch goes at once.)
 
 Pipeline per sample (the SimSiam recipe, torchvision semantics unless noted):
 
@@ -35,12 +35,13 @@ Pipeline per sample (the SimSiam recipe, torchvision semantics unless noted):
    as branch-free float arithmetic instead of an RGB->HSV->RGB round trip.
    Order: by default FIXED (brightness, contrast, saturation, hue) -- a
    deliberate deviation from torchvision's per-image random order, because
-   the random order costs ~2x the whole augmentation (the hue has to be
-   evaluated in each of the 4 slots; see benchmarks/augment_bench.py).
-   ``AugmentSpec(jitter_order="random")`` gives the per-sample random order.
-   The exact-HSV hue costs ~1.5x an approximate YIQ rotation but the YIQ
-   version is off by up to 1.0 (out-of-gamut clipping) on saturated pixels,
-   so exact HSV is kept.
+   the per-sample random order (``AugmentSpec(jitter_order="random")``) makes
+   the whole augmentation ~2.2x slower: the hue has to be evaluated in each
+   of the 4 slots (measured with benchmarks/augment_bench.py, B=256, 32x32,
+   2 CPU cores: 8.2 ms vs 17.8 ms). The exact-HSV hue stage costs ~3.5x an
+   approximate YIQ rotation (2.5 vs 0.7 ms; whole augmentation ~1.3x), but
+   YIQ differs from torchvision's adjust_hue by up to 0.87 (mean 0.08) even
+   at |hue| <= 0.1, because of out-of-gamut clipping, so exact HSV is kept.
 3. RandomGrayscale(gray_p) with ITU-R 601 luma (0.299, 0.587, 0.114), which is
    also the luma used by contrast/saturation. (torchvision uses 0.2989 for
    red; the difference is below 1e-4.)
@@ -483,18 +484,11 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, blur: torch.Tensor, ksi
     return y.view(b, c, hh, ww)
 
 
-def _normalize_(x: torch.Tensor, spec: AugmentSpec, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(x - mean) / std, in place (or into ``out``)."""
+def _normalize_(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
+    """(x - mean) / std, in place."""
     mean = _const(tuple(spec.mean), x).view(1, 3, 1, 1)
     std = _const(tuple(spec.std), x).view(1, 3, 1, 1)
-    return torch.div(x.sub_(mean), std, out=x if out is None else out)
-
-
-# On CPU the batch is processed in chunks of this many images, so that the
-# ~40 elementwise passes of the colour pipeline run on cache-resident data
-# (see benchmarks/augment_bench.py). Results are bit-identical for any chunk
-# size (every op is per-sample). CUDA always runs the whole batch at once.
-CPU_CHUNK = 64
+    return x.sub_(mean).div_(std)
 
 
 def augment(
@@ -516,19 +510,10 @@ def augment(
     if seeds.shape != images.shape[:1]:
         raise ValueError(f"seeds must have shape ({images.shape[0]},), got {tuple(seeds.shape)}")
     p = sample_params(seeds, spec, image_size=(images.shape[2], images.shape[3]))
-    b = images.shape[0]
-    chunk = CPU_CHUNK if images.device.type == "cpu" and CPU_CHUNK > 0 else b
-    if chunk >= b:
-        return _augment_chunk(images, p, spec, _hue_method)
-    out = torch.empty(b, 3, spec.resolution, spec.resolution, device=images.device)
-    for lo in range(0, b, chunk):
-        hi = min(lo + chunk, b)
-        q = {k: v[lo:hi] for k, v in p.items()}
-        _augment_chunk(images[lo:hi], q, spec, _hue_method, out=out[lo:hi])
-    return out
+    return _augment(images, p, spec, _hue_method)
 
 
-def _augment_chunk(images, p, spec, hue_method, out=None):
+def _augment(images, p, spec, hue_method):
     x = _resized_crop_flip(_to_float(images), p, spec.resolution)  # fresh buffer
     if spec.jitter_p > 0:
         x = _color_jitter_(x, p, order=spec.jitter_order, hue=hue_method)
@@ -537,7 +522,7 @@ def _augment_chunk(images, p, spec, hue_method, out=None):
         x.lerp_(_luma(x).expand_as(x), _bcast(p["gray"], x.dtype))
     if spec.blur_p > 0:
         x = _gaussian_blur(x, p["blur_sigma"], p["blur"], blur_kernel_size(spec.resolution))
-    return _normalize_(x, spec, out=out)
+    return _normalize_(x, spec)
 
 
 def prepare(images: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:

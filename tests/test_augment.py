@@ -35,7 +35,7 @@ def _seeds(b, step=0, view=0, seed=0):
     return view_seeds(seed, step, torch.arange(b), view)
 
 
-def _unnorm(b=1):
+def _unnorm():
     """No crop, flip, jitter, gray; identity normalisation."""
     return AugmentSpec(
         resolution=32,
@@ -86,9 +86,10 @@ def test_flip_only_equals_flipped_input():
 
 
 def test_resized_crop_matches_torchvision_resized_crop():
-    # Our fused grid_sample equals crop-then-bilinear-resize when the crop box
-    # touches neither the left nor the top border... compare interior pixels
-    # for boxes that upscale (CIFAR case); borders may differ (documented).
+    # The fused grid_sample equals torchvision's crop-then-bilinear-resize
+    # (no antialias needed: CIFAR crops are upscaled) away from the outermost
+    # output pixels, where we read outside the crop instead of clamping to its
+    # edge (documented deviation).
     x = _images(64)
     spec = replace(cifar_recipe(), jitter_p=0.0, gray_p=0.0, flip_p=0.0, mean=(0, 0, 0), std=(1, 1, 1))
     seeds = _seeds(64)
@@ -142,19 +143,6 @@ def test_sample_independent_of_batch(recipe):
     big = torch.cat([_images(100, size, size, seed=5), x[5:6]])
     big_seeds = torch.cat([_seeds(100, step=99), seeds[5:6]])
     assert torch.equal(augment(big, big_seeds, spec)[-1], full[5])
-
-
-def test_cpu_chunking_is_bit_exact(monkeypatch):
-    import emsiam.augment as A
-
-    x = _images(70)
-    seeds = _seeds(70)
-    spec = cifar_recipe()
-    monkeypatch.setattr(A, "CPU_CHUNK", 0)  # whole batch at once
-    ref = augment(x, seeds, spec)
-    for c in (1, 16, 64):
-        monkeypatch.setattr(A, "CPU_CHUNK", c)
-        assert torch.equal(augment(x, seeds, spec), ref)
 
 
 # ---------------------------------------------------------------- params
