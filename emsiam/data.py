@@ -430,82 +430,77 @@ def _shape_sdf(label: int, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     raise AssertionError(name)
 
 
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    return rgb @ torch.tensor([0.299, 0.587, 0.114])
-
-
-def _pick_colours(n: int, g: torch.Generator, tries: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Background and foreground colours with enough colour and luminance contrast."""
-    bg = torch.rand(n, 3, generator=g)
-    cand = torch.rand(n, tries, 3, generator=g)
-    dist = (cand - bg[:, None]).norm(dim=-1)
-    dluma = (_luma(cand) - _luma(bg)[:, None]).abs()
-    score = torch.minimum(dist / 0.5, dluma / 0.4)  # >= 1 means both contrasts suffice
-    ok = score >= 1
-    first_ok = torch.where(ok.any(1), ok.float().argmax(1), score.argmax(1))
-    return bg, cand[torch.arange(n), first_ok]
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """HSV maps ``(n, H, W)`` in [0, 1] to RGB ``(n, 3, H, W)``."""
+    k = (torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + h[:, None] * 6) % 6
+    return v[:, None] - v[:, None] * s[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def _smooth_noise(n: int, size: int, cells: int, g: torch.Generator) -> torch.Tensor:
-    """Low-frequency colour noise ``(n, 3, size, size)`` of unit scale."""
-    coarse = torch.randn(n, 3, cells, cells, generator=g)
-    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    """Low-frequency noise ``(n, size, size)`` of roughly unit scale."""
+    coarse = torch.randn(n, 1, cells, cells, generator=g)
+    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+
+
+#: Layout of the synthetic images: a GRID x GRID jittered lattice of instances.
+SYNTHETIC_GRID = 3
 
 
 def make_synthetic(n: int, *, image_size: int = 32, seed: int = 0, name: str = "synthetic") -> ImageSet:
-    """Render ``n`` images of the synthetic shapes data set (balanced classes, seeded).
+    """Render ``n`` images of the synthetic "shape wallpaper" data set (balanced, seeded).
 
-    The class is the shape (``SYNTHETIC_CLASSES``), drawn with antialiased
-    edges from a signed distance function. Everything else is a nuisance drawn
-    independently of the class: position, scale (the shape spans about 35-70%
-    of the side), a rotation of at most 15 degrees, foreground and background
-    colour (kept apart in colour and luminance so the shape stays visible in
-    grayscale), a background colour gradient, low-frequency texture and pixel
-    noise. ``image_size`` renders at that resolution (no resampling).
+    An image is a jittered 3 x 3 lattice of copies of one shape; the shape
+    (``SYNTHETIC_CLASSES``) is the class. Everything else is a nuisance drawn
+    independently of the class: the lattice phase and each copy's position,
+    scale (radius 17-26% of the half side) and rotation (at most 10 degrees);
+    each copy's colour (any hue); the background, a smooth field of varying
+    hue with random saturation and brightness; pixel noise.
+
+    Why this design (measured, see README "Synthetic data"): with a single
+    object, random crops often miss it while colour survives both views, so
+    SimSiam learned colour and kNN fell below init. Repeating the shape puts
+    it in almost every crop, and colours that change from copy to copy and
+    across the background give no cross-view shortcut. Random-init features
+    are dominated by colour, so kNN at init is poor.
     """
     g = torch.Generator().manual_seed(seed)
     k = len(SYNTHETIC_CLASSES)
     labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
-    extent = torch.rand(n, generator=g) * 0.35 + 0.4  # shape radius / half side
-    room = (1.0 - 0.8 * extent).clamp(min=0)
-    centre = (torch.rand(n, 2, generator=g) * 2 - 1) * room[:, None]
-    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(15)
-    bg, fg = _pick_colours(n, g)
-    grad_dir = torch.rand(n, generator=g) * 2 * math.pi
-    grad_col = (torch.rand(n, 3, generator=g) * 2 - 1) * (torch.rand(n, 1, generator=g) * 0.2)
-    tex_amp = torch.rand(n, 2, generator=g) * torch.tensor([0.08, 0.04])  # background, foreground
-    noise_amp = torch.rand(n, generator=g) * 0.04 + 0.01
-
     images = torch.empty((n, 3, image_size, image_size), dtype=torch.uint8)
     lin = (torch.arange(image_size) + 0.5) / image_size * 2 - 1
     gy, gx = torch.meshgrid(lin, lin, indexing="ij")
     chunk = max(1, 2**18 // (image_size * image_size))
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        m = sl.stop - sl.start
-        # Pixel grid in each shape's local frame.
-        dx = gx - centre[sl, 0, None, None]
-        dy = gy - centre[sl, 1, None, None]
-        cos, sin = angle[sl].cos()[:, None, None], angle[sl].sin()[:, None, None]
-        ext = extent[sl, None, None]
-        px, py = (cos * dx + sin * dy) / ext, (cos * dy - sin * dx) / ext
-        sdf = torch.empty_like(px)
-        lab = labels[sl]
-        for c in range(k):
-            sel = (lab == c).nonzero().squeeze(1)
-            if len(sel):
-                sdf[sel] = _shape_sdf(c, px[sel], py[sel]) * ext[sel]
-        alpha = (0.5 - sdf * (image_size / 2)).clamp(0, 1)[:, None]  # 1 pixel wide soft edge
-        ramp = gx * grad_dir[sl].cos()[:, None, None] + gy * grad_dir[sl].sin()[:, None, None]
-        back = (
-            bg[sl, :, None, None]
-            + grad_col[sl, :, None, None] * ramp[:, None]
-            + tex_amp[sl, 0, None, None, None] * _smooth_noise(m, image_size, 4, g)
-        )
-        front = fg[sl, :, None, None] + tex_amp[sl, 1, None, None, None] * _smooth_noise(m, image_size, 3, g)
-        img = back * (1 - alpha) + front * alpha
-        img += noise_amp[sl, None, None, None] * torch.randn(img.shape, generator=g)
-        images[sl] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    cell = 2 / SYNTHETIC_GRID
+    for lo in range(0, n, chunk):
+        m = min(n, lo + chunk) - lo
+        lab = labels[lo : lo + m]
+        u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+        flat = lambda v: v[:, None, None].expand(m, image_size, image_size)  # noqa: E731
+        # Background: hue wanders over +-0.3 around a random base; dark to mid brightness.
+        hue = (u(m, 1, 1) + 0.3 * _smooth_noise(m, image_size, 3, g)) % 1
+        sat = (u(m, 1, 1) * 0.5 + 0.2).expand_as(hue)
+        val = (u(m, 1, 1) * 0.3 + 0.15 + 0.08 * _smooth_noise(m, image_size, 3, g)).clamp(0, 1)
+        img = _hsv_to_rgb(hue, sat, val)
+        phase = u(m, 2) * cell - cell / 2
+        for i in range(SYNTHETIC_GRID):
+            for j in range(SYNTHETIC_GRID):
+                ext = (u(m) * 0.09 + 0.17)[:, None, None]
+                cx = -1 + cell * (j + 0.5) + phase[:, 0] + (u(m) * 2 - 1) * 0.175 * cell
+                cy = -1 + cell * (i + 0.5) + phase[:, 1] + (u(m) * 2 - 1) * 0.175 * cell
+                ang = ((u(m) * 2 - 1) * math.radians(10))[:, None, None]
+                dx, dy = gx - cx[:, None, None], gy - cy[:, None, None]
+                px = (ang.cos() * dx + ang.sin() * dy) / ext
+                py = (ang.cos() * dy - ang.sin() * dx) / ext
+                sdf = torch.empty_like(px)
+                for c in range(k):
+                    sel = (lab == c).nonzero().squeeze(1)
+                    if len(sel):
+                        sdf[sel] = _shape_sdf(c, px[sel], py[sel]) * ext[sel]
+                alpha = (0.5 - sdf * (image_size / 2)).clamp(0, 1)[:, None]  # 1-pixel soft edge
+                colour = _hsv_to_rgb(flat(u(m)), flat(u(m) * 0.6 + 0.3), flat(u(m) * 0.3 + 0.7))
+                img = torch.lerp(img, colour, alpha)
+        img += 0.03 * torch.randn(img.shape, generator=g)
+        images[lo : lo + m] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return ImageSet(images, labels, list(SYNTHETIC_CLASSES), name)
 
 
