@@ -2,6 +2,13 @@
 
     python -m experiments.su_dynamics [--out runs/su_dynamics]     # seconds, no training
 
+It accepts the flags of the training studies (experiments/sweep.py) so one loop
+can call every study: ``--preset``, ``--seeds``, ``--data``, ``--epochs``,
+``--workers`` and ``--set`` are accepted and ignored (there is no training and the
+simulation is deterministic); ``--dry-run`` prints what would be written.
+With ``--out DIR`` given as a runs root (no ``su_dynamics`` component) the
+results go to ``DIR/su_dynamics``.
+
 Loss l = ½(φθ − θ)², with φ the "predictor" and θ the "encoder", from
 φ(0) = 0.6, θ(0) = 0.1, integrated by gradient flow (explicit Euler):
 
@@ -39,11 +46,24 @@ def simulate(stopgrad: bool, phi0: float = 0.6, theta0: float = 0.1, dt: float =
     return {"t": np.arange(n + 1) * dt, "phi": phi, "theta": theta, "loss": 0.5 * (phi * theta - theta) ** 2}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/su_dynamics")
-    args = ap.parse_args()
+    # Shared study flags (experiments/sweep.py), accepted and ignored here.
+    ap.add_argument("--preset", default=None, help="ignored (no training)")
+    ap.add_argument("--seeds", type=int, default=1, help="ignored (deterministic)")
+    ap.add_argument("--data", nargs="*", default=[], help="ignored (no data)")
+    ap.add_argument("--epochs", type=int, default=None, help="ignored")
+    ap.add_argument("--workers", type=int, default=1, help="ignored")
+    ap.add_argument("--set", nargs="*", default=[], help="ignored")
+    ap.add_argument("--dry-run", action="store_true", help="print where results would go and exit")
+    args = ap.parse_args(argv)
     out = Path(args.out)
+    if out.name != "su_dynamics":
+        out = out / "su_dynamics"
+    if args.dry_run:
+        print(f"su_dynamics: 2 simulations (stopgrad, no_stopgrad), no training; would write {out}")
+        return
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name, sg in [("stopgrad", True), ("no_stopgrad", False)]:

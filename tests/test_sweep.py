@@ -1,0 +1,123 @@
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.results import read_status
+from experiments import su_dynamics
+from experiments.sweep import STUDIES, main as sweep_main, Study, cpu_count, expand, load_study, run_study, safe_label
+from tests.conftest import TINY
+
+OK_BAD = Study(
+    name="mini",
+    doc="test study",
+    runs={
+        "ok": ["method.variant=simsiam"],
+        "bad data": ["data.source=imagefolder", "data.root=/nowhere/at/all"],  # valid config, fails at run time
+        "bad key": ["method.not_a_key=1"],  # invalid config: fails before any compute
+    },
+)
+
+
+def test_runner_isolates_failures_writes_table_and_skips_done_runs(tmp_path, capsys):
+    out = tmp_path / "runs"
+    res = run_study(OK_BAD, preset="demo", out=out, data=TINY, epochs=1, workers=2)
+    ok, bad_data, bad_key = (out / "mini" / n for n in ("ok_s0", "bad_data_s0", "bad_key_s0"))
+
+    st = read_status(ok)  # analysis.results finds the sweep's status
+    assert st["status"] == "done" and st["error"] is None and st["wall_s"] > 0
+    assert st["started"] and st["finished"] and "seed=0" in st["overrides"]
+    assert (ok / "log.txt").exists() and (ok / "config.yaml").exists()
+
+    st = read_status(bad_data)
+    assert st["status"] == "failed" and st["returncode"] == 2 and "/nowhere/at/all" in st["error"]
+    st = read_status(bad_key)
+    assert st["status"] == "failed" and "unknown config key" in st["error"]
+    assert res.count("done") == 1 and res.count("failed") == 2
+    summary = capsys.readouterr().out
+    assert "1 done, 2 failed, 0 skipped" in summary and "results.csv" in summary
+
+    # Tidy table: one row per eval record of the finished run, one row per failed run.
+    df = pd.read_csv(out / "mini" / "results.csv")
+    for col in ("run", "study", "label", "status", "epoch", "step", "eval/knn_top1",
+                "collapse/z_std_sqrt_d", "method.variant", "optim.epochs", "seed"):
+        assert col in df.columns, col
+    evals = [json.loads(line) for line in (ok / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if "eval/knn_top1" in r]
+    rows = df[df.run == "mini/ok_s0"]
+    assert len(rows) == len(evals) >= 2 and list(rows.epoch) == [r["epoch"] for r in evals]
+    assert set(rows.status) == {"done"} and set(rows.label) == {"ok"} and set(rows.study) == {"mini"}
+    assert set(df[df.status == "failed"].run) == {"mini/bad_data_s0", "mini/bad_key_s0"}
+    assert (out / "mini" / "results.parquet").exists()
+
+    # Second invocation: the finished run is skipped, failed runs are retried.
+    called = []
+
+    def fake(spec, threads):
+        called.append(spec.name)
+        return 1, "still broken"
+
+    res2 = run_study(OK_BAD, preset="demo", out=out, data=TINY, epochs=1, executor=fake, quiet=True)
+    assert sorted(called) == ["bad_data_s0"]  # bad key never reaches the executor
+    assert res2.count("skipped") == 1 and read_status(ok)["status"] == "done"
+    assert read_status(bad_data)["error"] == "still broken"
+
+
+def test_plan_resume_skip_and_executor_crash(tmp_path):
+    study = Study("p", "", {"a": [], "b": [], "c": []})
+    kw = dict(preset="demo", out=tmp_path, data=TINY, epochs=3)
+    a, b = tmp_path / "p" / "a_s0", tmp_path / "p" / "b_s0"
+    (a / "checkpoints").mkdir(parents=True)
+    (a / "checkpoints" / "last.pt").write_bytes(b"")
+    (a / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 8}) + "\n")
+    b.mkdir(parents=True)
+    (b / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "step": 24}) + "\n")
+    specs = {s.name: s for s in expand(study, **kw)}
+    assert specs["a_s0"].action == "resume" and "resume=true" in specs["a_s0"].command()
+    assert specs["b_s0"].action == "skip"
+    assert specs["c_s0"].action == "run" and "resume=true" not in specs["c_s0"].command()
+    assert "optim.epochs=3" in specs["c_s0"].overrides
+
+    seen = {}
+
+    def boom(spec, threads):
+        seen[spec.name] = threads
+        raise RuntimeError("executor exploded")
+
+    res = run_study(study, executor=boom, workers=2, quiet=True, **kw)
+    assert seen == {"a_s0": max(1, cpu_count() // 2), "c_s0": max(1, cpu_count() // 2)}
+    assert read_status(a)["status"] == "failed" and "executor exploded" in read_status(a)["error"]
+    assert read_status(a)["resumed"] is True and res.count("failed") == 2
+
+
+def test_labels_and_seeds(tmp_path):
+    assert safe_label("ema m=0.8") == "ema_m0.8" and safe_label("k/10 x") == "k_10_x"
+    with pytest.raises(ValueError):
+        Study("x", "", {"a b": [], "a_b": []})
+    specs = expand(Study("s", "", {"a": []}, epochs_factor={"a": 2}), preset="demo", seeds=3, out=tmp_path,
+                   data=TINY, epochs=2)
+    assert [s.name for s in specs] == ["a_s0", "a_s1", "a_s2"] and all(s.epochs == 4 for s in specs)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_dry_run(name, tmp_path, capsys):
+    study = load_study(name)
+    mod = __import__(f"experiments.{name}", fromlist=["main", "PAPER"])
+    assert isinstance(mod.PAPER, dict) and study.doc.strip()
+    argv = ["--dry-run", "--preset", "cpu", "--seeds", "2", "--out", str(tmp_path), "--epochs", "2",
+            "--data", "data.source=imagefolder", "data.root=/data/x", "--workers", "2", "--set", "eval.knn_k=10"]
+    assert mod.main(argv) == 0
+    assert sweep_main([name, *argv]) == 0  # python -m experiments.sweep STUDY ...
+    printed = capsys.readouterr().out
+    assert printed.count(f"study {name}:") == 2
+    for label in study.runs:
+        assert f"{safe_label(label)}_s1" in printed
+    assert "invalid" not in printed and not any(tmp_path.iterdir())  # nothing written
+    if name == "symmetry":
+        specs = {s.name: s for s in expand(study, preset="cpu", out=tmp_path, epochs=2)}
+        assert specs["asymmetric_2x_s0"].epochs == 4 and specs["asymmetric_s0"].epochs == 2
+
+
+def test_su_dynamics_accepts_shared_flags(tmp_path, capsys):
+    su_dynamics.main(["--dry-run", "--preset", "cpu", "--seeds", "2", "--data", "data.root=x", "--out", str(tmp_path)])
+    assert "su_dynamics" in capsys.readouterr().out and not any(tmp_path.iterdir())
