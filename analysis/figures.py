@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 
 def _save(fig, stem: Path) -> list[Path]:
@@ -39,3 +46,424 @@ def su_phase_plot(run_dir: Path, stem: Path) -> list[Path]:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return _save(fig, stem)
+
+
+# ---------------------------------------------------------------------------------------
+# Run directories -> config groups (seeds pooled)
+# ---------------------------------------------------------------------------------------
+
+KNN, LINEAR, LOSS = "eval/knn_top1", "eval/linear_top1", "train/loss"
+ZSTD, ZSTD_SQRT_D, INV_SQRT_D = "collapse/z_std", "collapse/z_std_sqrt_d", "collapse/inv_sqrt_d"
+GAP_H, GAP_F, GAP_ETA = "gap/cos_h_E", "gap/cos_F_E", "gap/cos_eta_E"
+STALENESS, AGE = "bank/staleness_cos", "bank/age_steps"
+
+#: Config fields that differ between seeds of one configuration or do not change the run.
+_IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckpt_every",
+                 "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path"}
+
+
+def _note(msg: str) -> None:
+    print(f"figures: {msg}", file=sys.stderr)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (d or {}).items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+@dataclass
+class RunData:
+    path: Path
+    label: str  # directory name without the ``_s<seed>`` suffix
+    cfg: dict[str, Any]  # flattened config
+    records: list[dict[str, Any]]
+    status: str
+
+    def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(epochs, values) of the records carrying ``metric`` (last record wins per epoch)."""
+        by_epoch: dict[float, float] = {}
+        for r in self.records:
+            v = r.get(metric)
+            if v is not None and r.get("epoch") is not None and np.isfinite(v):
+                by_epoch[float(r["epoch"])] = float(v)
+        e = np.array(sorted(by_epoch))
+        return e, np.array([by_epoch[x] for x in e])
+
+    def final(self, metric: str) -> float | None:
+        e, v = self.series(metric)
+        return float(v[-1]) if len(v) else None
+
+    def init(self, metric: str = KNN) -> float | None:
+        e, v = self.series(metric)
+        return float(v[0]) if len(v) and e[0] == 0 else None
+
+    def mean_after_init(self, metric: str) -> float | None:
+        e, v = self.series(metric)
+        v = v[e > 0]
+        return float(v.mean()) if len(v) else None
+
+
+@dataclass
+class Group:
+    """Runs of one configuration (seeds pooled)."""
+
+    label: str
+    runs: list[RunData] = field(default_factory=list)
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.runs[0].cfg
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.cfg.get(key, default)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    def stat(self, fn: Callable[[RunData], float | None]) -> tuple[float, float, int]:
+        """mean, std (0 for one run) and count of ``fn(run)`` over the runs where it exists."""
+        vals = [v for v in (fn(r) for r in self.runs) if v is not None]
+        if not vals:
+            return math.nan, math.nan, 0
+        return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+    def curve(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(epochs, mean, std) over the runs at each epoch where any run has ``metric``."""
+        per = [r.series(metric) for r in self.runs]
+        epochs = sorted({float(x) for e, _ in per for x in e})
+        mean, std = [], []
+        for ep in epochs:
+            vals = [v[e == ep][0] for e, v in per if np.any(e == ep)]
+            mean.append(np.mean(vals))
+            std.append(np.std(vals))
+        return np.array(epochs), np.array(mean), np.array(std)
+
+
+def _label_of(run_dir: Path) -> str:
+    return re.sub(r"_s\d+$", "", run_dir.name)
+
+
+def load_runs(root: str | Path) -> list[RunData]:
+    """Every readable run directory under ``root`` (itself included), skipping broken ones."""
+    root = Path(root)
+    runs = []
+    for cfg_path in sorted(root.rglob("config.yaml")):
+        d = cfg_path.parent
+        try:
+            cfg = _flatten(yaml.safe_load(cfg_path.read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            _note(f"skipping {d}: unreadable config.yaml ({exc})")
+            continue
+        records = []
+        mpath = d / "metrics.jsonl"
+        if mpath.exists():
+            for line in mpath.read_text().splitlines():
+                try:
+                    if line.strip():
+                        records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    _note(f"{d}: skipping a malformed metrics line (partially written?)")
+        status = "unknown"
+        spath = d / "status.json"
+        if spath.exists():
+            try:
+                status = json.loads(spath.read_text()).get("status", "unknown")
+            except (OSError, json.JSONDecodeError):
+                pass
+        if not records:
+            _note(f"skipping {d}: no metrics yet (status {status})")
+            continue
+        runs.append(RunData(d, _label_of(d), cfg, records, status))
+    return runs
+
+
+def group_runs(runs: list[RunData]) -> list[Group]:
+    """Runs grouped by configuration (every config field except seed/name/paths), in first-seen order."""
+    groups: dict[tuple, Group] = {}
+    for r in runs:
+        key = tuple(sorted((k, repr(v)) for k, v in r.cfg.items() if k not in _IGNORED_KEYS))
+        groups.setdefault(key, Group(r.label)).runs.append(r)
+    # two configurations sharing a label (rare): make the labels unique
+    seen: dict[str, int] = {}
+    for g in groups.values():
+        seen[g.label] = seen.get(g.label, 0) + 1
+        if seen[g.label] > 1:
+            g.label = f"{g.label} ({seen[g.label]})"
+    return list(groups.values())
+
+
+def _groups(root: str | Path) -> list[Group]:
+    groups = group_runs(load_runs(root))
+    if not groups:
+        raise ValueError(f"no run directories with metrics under {root}: nothing to plot")
+    return groups
+
+
+def _scale(groups: list[Group]) -> str:
+    """'n seeds, epochs, data' caption for titles."""
+    seeds = sorted({g.n for g in groups})
+    epochs = sorted({int(max((r.records[-1].get("epoch") or 0) for r in g.runs)) for g in groups})
+    data = sorted({f"{g.get('data.source', '?')} n={g.get('data.n_train') or 'all'}" for g in groups})
+    s = f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+    e = f"{'/'.join(map(str, epochs))} epoch{'s' if epochs != [1] else ''}"
+    return f"{s}, {e}, {', '.join(data)}"
+
+
+def _is_simsiam_ref(g: Group) -> bool:
+    return (g.get("method.variant") == "simsiam" and g.get("method.predictor", "auto") in ("auto", "learned")
+            and g.get("method.stopgrad", True) is not False and g.get("method.symmetric", True) is not False)
+
+
+def _is_no_predictor(g: Group) -> bool:
+    return g.get("method.variant") == "simsiam" and g.get("method.predictor") == "none" \
+        and g.get("method.stopgrad", True) is not False
+
+
+def _k_order(k: Any) -> tuple[int, float]:
+    try:
+        return (0, float(k))
+    except (TypeError, ValueError):
+        return (1, 0.0)
+
+
+def _ref_line(ax, g: Group, metric: str, color: str, name: str, fn=None) -> None:
+    fn = fn or (lambda r: r.final(metric))
+    m, s, n = g.stat(fn)
+    if n == 0:
+        return
+    ax.axhline(m, color=color, ls="--", lw=1.2, label=f"{name}: {m:.2f}" + (f" ± {s:.2f}" if n > 1 else ""))
+    if n > 1 and s > 0:
+        ax.axhspan(m - s, m + s, color=color, alpha=0.15)
+
+
+def _init_line(ax, groups: list[Group]) -> None:
+    vals = [v for g in groups for v in (r.init(KNN) for r in g.runs) if v is not None]
+    if vals:
+        ax.axhline(np.mean(vals), color="gray", ls=":", lw=1, label=f"encoder at init: {np.mean(vals):.1f}")
+
+
+def _finish(ax, legend: bool = True) -> None:
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------
+
+
+def accuracy_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
+    """Final kNN (and linear, when logged) top-1 against the refresh interval k of kstep runs."""
+    groups = _groups(runs_dir)
+    kstep = sorted([g for g in groups if g.get("method.variant") == "kstep"], key=lambda g: _k_order(g.get("method.k")))
+    kstep = [g for g in kstep if g.stat(lambda r: r.final(KNN))[2]]
+    if not kstep:
+        raise ValueError(f"accuracy_vs_k: no kstep runs with a kNN evaluation under {runs_dir}")
+    metrics = [(KNN, "kNN top-1 (%)")]
+    if any(g.stat(lambda r: r.final(LINEAR))[2] for g in kstep):
+        metrics.append((LINEAR, "linear top-1 (%)"))
+    refs = [g for g in groups if _is_simsiam_ref(g)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    xs = np.arange(len(kstep))
+    for ax, (metric, ylabel) in zip(axes[0], metrics):
+        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in kstep]
+        mean = np.array([s[0] for s in stats])
+        std = np.array([s[1] for s in stats])
+        ax.errorbar(xs, mean, yerr=std, fmt="o-", color="C0", capsize=4, label="k-step alternation")
+        for x, (m, s, n) in zip(xs, stats):
+            if n:
+                ax.annotate(f"{m:.1f}", (x, m), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        for g in refs:
+            _ref_line(ax, g, metric, "C3", "SimSiam")
+        if metric == KNN:
+            _init_line(ax, kstep)
+        ax.margins(y=0.12)
+        ax.set_xticks(xs, [str(g.get("method.k")) for g in kstep])
+        ax.set(xlabel="k (SGD steps between target refreshes; log-spaced)", ylabel=ylabel,
+               title=f"final {ylabel.split(' (')[0]} vs k")
+        _finish(ax)
+    fig.suptitle(f"Multi-step alternation: mean ± std over seeds ({_scale(kstep)})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def learning_curves(runs_dir: Path, stem: Path) -> list[Path]:
+    """kNN top-1 against epoch, one line per configuration (mean over seeds, band = ± std)."""
+    groups = [g for g in _groups(runs_dir) if g.stat(lambda r: r.final(KNN))[2]]
+    if not groups:
+        raise ValueError(f"learning_curves: no kNN evaluations under {runs_dir}")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    markers = "osD^v<>ph*"
+    for i, g in enumerate(groups):
+        e, m, s = g.curve(KNN)
+        color = f"C{i % 10}"
+        ax.plot(e, m, marker=markers[i % len(markers)], ms=4, color=color, label=f"{g.label} (n={g.n})")
+        if g.n > 1:
+            ax.fill_between(e, m - s, m + s, color=color, alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="kNN top-1 (%)", title=f"kNN top-1 vs epoch, mean over seeds ({_scale(groups)})")
+    ax.title.set_fontsize(9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, stem)
+
+
+def stopgrad_panels(runs_dir: Path, stem: Path) -> list[Path]:
+    """Figure-2 style: training loss, std of l2-normalised z (with 1/√d) and kNN vs epoch, stop-grad on/off."""
+    groups = [g for g in _groups(runs_dir) if g.get("method.variant") == "simsiam"
+              and g.get("method.predictor", "auto") in ("auto", "learned")]
+    on = [g for g in groups if g.get("method.stopgrad", True) is not False]
+    off = [g for g in groups if g.get("method.stopgrad", True) is False]
+    if not off:
+        raise ValueError(f"stopgrad_panels: no run with method.stopgrad=false under {runs_dir}")
+    if not on:
+        _note("stopgrad_panels: no stop-grad (reference) run; plotting without it")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = [(LOSS, "training loss (−cosine; min −1)"), (ZSTD, "std of l2-normalised z"), (KNN, "kNN top-1 (%)")]
+    styles = [(g, "C0", "with stop-grad") for g in on] + [(g, "C3", "without stop-grad") for g in off]
+    for i, (g, color, name) in enumerate(styles):
+        ls = ["-", "--", ":", "-."][i % 4] if len(styles) > 2 else "-"
+        for ax, (metric, _) in zip(axes, panels):
+            e, m, s = g.curve(metric)
+            if not len(e):
+                continue
+            ax.plot(e, m, marker="o", ms=3, ls=ls, color=color, label=f"{name} [{g.label}, n={g.n}]")
+            if g.n > 1:
+                ax.fill_between(e, m - s, m + s, color=color, alpha=0.15)
+    inv = [r.final(INV_SQRT_D) for g in groups for r in g.runs]
+    inv = [v for v in inv if v is not None] or [1 / math.sqrt(g.get("model.dim")) for g in groups if g.get("model.dim")]
+    if inv:
+        axes[1].axhline(inv[0], color="gray", ls=":", label=f"1/√d = {inv[0]:.3f}")
+    axes[0].axhline(-1, color="gray", ls=":", lw=0.8, label="minimum −1")
+    _init_line(axes[2], groups)
+    xmax = max(max((r.records[-1].get("epoch") or 0) for r in g.runs) for g in groups)
+    handles: dict[str, Any] = {}
+    for ax, (metric, ylabel) in zip(axes, panels):
+        ax.set(xlabel="epoch", ylabel=ylabel, title=ylabel.split(" (")[0], xlim=(-0.1 * max(xmax, 1), xmax * 1.05 + 0.1))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.suptitle(f"Stop-gradient on vs off (paper Fig. 2 style): mean over seeds ({_scale(groups)})", fontsize=9)
+    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 4))
+    return _save(fig, stem)
+
+
+def ema_vs_m(runs_dir: Path, stem: Path) -> list[Path]:
+    """Final kNN and z_std·√d against the moving-average coefficient m (ema, no predictor)."""
+    groups = _groups(runs_dir)
+    ema = sorted([g for g in groups if g.get("method.variant") == "ema" and g.stat(lambda r: r.final(KNN))[2]],
+                 key=lambda g: float(g.get("method.ema_m", 0)))
+    if not ema:
+        raise ValueError(f"ema_vs_m: no ema runs with a kNN evaluation under {runs_dir}")
+    refs = [(g, "C2", "SimSiam (learned predictor)") for g in groups if _is_simsiam_ref(g)]
+    refs += [(g, "C3", "SimSiam, no predictor") for g in groups if _is_no_predictor(g)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = np.arange(len(ema))
+    for ax, metric, ylabel in [(axes[0], KNN, "final kNN top-1 (%)"),
+                               (axes[1], ZSTD_SQRT_D, "final std(z)·√d (1 = no collapse)")]:
+        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in ema]
+        ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o-", color="C0", capsize=4,
+                    label="moving-average η, no predictor")
+        for x, (m, s, n) in zip(xs, stats):
+            if n:
+                ax.annotate(f"{m:.2f}" if metric == ZSTD_SQRT_D else f"{m:.1f}", (x, m),
+                            textcoords="offset points", xytext=(6, 4), fontsize=7)
+        for g, color, name in refs:
+            _ref_line(ax, g, metric, color, name)
+        if metric == KNN:
+            _init_line(ax, ema)
+        else:
+            ax.axhline(0.5, color="gray", ls=":", lw=1, label="collapse threshold 0.5")
+            ax.set_ylim(bottom=0)
+        ax.set_xticks(xs, [f"{float(g.get('method.ema_m')):g}" for g in ema])
+        ax.margins(y=0.12)
+        ax.set(xlabel="m (η ← m·η + (1−m)·F; categorical axis)", ylabel=ylabel, title=ylabel.split(" (")[0] + " vs m")
+        _finish(ax)
+    fig.suptitle(f"Moving-average targets vs predictor: mean ± std over seeds ({_scale(ema)})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def expectation_gap(runs_dir: Path, stem: Path) -> list[Path]:
+    """cos(h(F),Ē), cos(F,Ē) and (ema) cos(η,Ē) over training, one line per configuration."""
+    groups = _groups(runs_dir)
+    panels = [(GAP_H, "cos(h(F), Ē)  predictor output vs expectation"),
+              (GAP_F, "cos(F, Ē)  one view vs expectation"),
+              (GAP_ETA, "cos(η, Ē)  moving-average target vs expectation")]
+    panels = [p for p in panels if any(g.curve(p[0])[0].size for g in groups)]
+    if not panels:
+        raise ValueError(f"expectation_gap: no gap/* metrics under {runs_dir}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    used = []
+    for ax, (metric, title) in zip(axes[0], panels):
+        for i, g in enumerate(groups):
+            e, m, s = g.curve(metric)
+            if not len(e):
+                continue
+            used.append(g)
+            ax.plot(e, m, marker="o", ms=3, color=f"C{i % 10}", label=f"{g.label} (n={g.n})")
+            if g.n > 1:
+                ax.fill_between(e, m - s, m + s, color=f"C{i % 10}", alpha=0.15)
+        ax.set(xlabel="epoch", ylabel="cosine similarity", title=title)
+        ax.title.set_fontsize(8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Expectation gap: Ē = mean of F over augmentations; mean over seeds ({_scale(used)})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def staleness_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
+    """Staleness cos(cached η, fresh F) and mean target age (steps) against k, at the last epoch."""
+    groups = sorted([g for g in _groups(runs_dir) if g.get("method.variant") == "kstep"],
+                    key=lambda g: _k_order(g.get("method.k")))
+    groups = [g for g in groups if g.stat(lambda r: r.final(STALENESS))[2]]
+    if not groups:
+        raise ValueError(f"staleness_vs_k: no kstep runs with bank/staleness_cos under {runs_dir}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    xs = np.arange(len(groups))
+    for ax, metric, ylabel in [(axes[0], STALENESS, "staleness cos(cached η, current F)"),
+                               (axes[1], AGE, "mean target age (SGD steps)")]:
+        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in groups]
+        ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o-", capsize=4, color="C0",
+                    label="last epoch, mean ± std over seeds")
+        ax.margins(y=0.15)
+        for x, (m, s, n) in zip(xs, stats):
+            if n:
+                ax.annotate(f"{m:.3f}" if metric == STALENESS else f"{m:.3g}", (x, m),
+                            textcoords="offset points", xytext=(6, 4), fontsize=7)
+        if metric == AGE and all(s[2] for s in stats) and min(s[0] for s in stats) > 0:
+            ax.set_yscale("log")
+        ax.set_xticks(xs, [str(g.get("method.k")) for g in groups])
+        ax.set(xlabel="k (SGD steps between target refreshes)", ylabel=ylabel, title=ylabel + " vs k")
+        ax.title.set_fontsize(9)
+        _finish(ax)
+    fig.suptitle(f"Cached-target staleness in k-step alternation ({_scale(groups)})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+#: Every run-directory figure, by name (su_phase_plot reads .npz files instead).
+FIGURES: dict[str, Callable[[Path, Path], list[Path]]] = {
+    "accuracy_vs_k": accuracy_vs_k,
+    "learning_curves": learning_curves,
+    "stopgrad_panels": stopgrad_panels,
+    "ema_vs_m": ema_vs_m,
+    "expectation_gap": expectation_gap,
+    "staleness_vs_k": staleness_vs_k,
+}

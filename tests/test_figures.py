@@ -1,0 +1,95 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis import figures
+from emsiam.config import load_config, to_dict
+
+
+def write_run(root: Path, name: str, overrides: list[str], records: list[dict], status: str = "done") -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = to_dict(load_config("demo", overrides + [f"name={name}", "optim.epochs=3"]))
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (d / "status.json").write_text(json.dumps({"status": status}))
+    return d
+
+
+def fake_records(knn_end: float, zs: float, kstep: bool = False, ema: bool = False, linear: bool = False,
+                 epochs: int = 3) -> list[dict]:
+    def ev(epoch, knn, z):
+        r = {"eval/knn_top1": knn, "collapse/z_std": z / 5.66, "collapse/z_std_sqrt_d": z,
+             "collapse/inv_sqrt_d": 1 / 5.66, "collapse/eff_rank": 10.0, "gap/cos_h_E": 0.5 + 0.1 * epoch,
+             "gap/cos_F_E": 0.9 - 0.05 * epoch}
+        if ema:
+            r["gap/cos_eta_E"] = 0.2 * epoch
+        if linear:
+            r["eval/linear_top1"] = knn + 3
+        return r
+
+    recs = [{"epoch": 0, "step": 0, **ev(0, 30.0, 0.2)}]
+    for e in range(1, epochs + 1):
+        r = {"epoch": e, "step": 10 * e, "train/loss": -0.5 - 0.1 * e, "train/lr": 0.1}
+        if kstep:
+            r.update({"bank/staleness_cos": 0.99 - 0.01 * e, "bank/age_steps": float(e)})
+        if e % 2 == 0 or e == epochs:
+            r.update(ev(e, 30 + (knn_end - 30) * e / epochs, zs))
+        recs.append(r)
+    return recs
+
+
+@pytest.fixture
+def fake_runs(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root, f"simsiam_s{seed}", [f"seed={seed}", "method.variant=simsiam"], fake_records(40 + seed, 0.9))
+        for k in (1, 10, "epoch"):
+            write_run(root, f"k{k}_s{seed}", [f"seed={seed}", "method.variant=kstep", f"method.k={k}"],
+                      fake_records(38 + seed, 0.95, kstep=True, linear=True))
+        for m in (0.5, 0.8):
+            write_run(root, f"ema_m{m}_s{seed}", [f"seed={seed}", "method.variant=ema", f"method.ema_m={m}",
+                                                   "method.predictor=none"], fake_records(39, 0.9, ema=True))
+    write_run(root, "nopred_s0", ["method.variant=simsiam", "method.predictor=none"], fake_records(25, 0.2))
+    write_run(root, "nosg_s0", ["method.variant=simsiam", "method.stopgrad=false"], fake_records(20, 0.1))
+    # a partially finished sweep: a run with no metrics yet and a half-written line
+    (root / "pending_s0").mkdir()
+    (root / "pending_s0" / "config.yaml").write_text((root / "nosg_s0" / "config.yaml").read_text())
+    with open(root / "k10_s1" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "ste')
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(figures.FIGURES))
+def test_figure_renders(fake_runs, tmp_path, name):
+    paths = figures.FIGURES[name](fake_runs, tmp_path / "out" / name)
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", sorted(figures.FIGURES))
+def test_figure_empty_dir_raises(tmp_path, name):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError):
+        figures.FIGURES[name](tmp_path / "empty", tmp_path / "out" / name)
+
+
+def test_figure_without_matching_runs_raises(fake_runs, tmp_path):
+    only_simsiam = tmp_path / "only"
+    only_simsiam.mkdir()
+    (fake_runs / "simsiam_s0").rename(only_simsiam / "simsiam_s0")
+    for fn in (figures.accuracy_vs_k, figures.ema_vs_m, figures.staleness_vs_k, figures.stopgrad_panels):
+        with pytest.raises(ValueError):
+            fn(only_simsiam, tmp_path / "out" / fn.__name__)
+
+
+def test_grouping_pools_seeds(fake_runs):
+    groups = figures.group_runs(figures.load_runs(fake_runs))
+    by_label = {g.label: g for g in groups}
+    assert by_label["simsiam"].n == 2 and by_label["k10"].n == 2 and by_label["nosg"].n == 1
+    assert "pending" not in by_label  # no metrics yet: skipped
+    mean, std, n = by_label["simsiam"].stat(lambda r: r.final(figures.KNN))
+    assert n == 2 and mean == pytest.approx(40.5) and std == pytest.approx(0.5)
