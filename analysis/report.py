@@ -106,6 +106,8 @@ def study_table(name: str, groups: list[F.Group]) -> list[str]:
         pn = paper.lookup(name, g.label, g.cfg)
         expect = pn.expect if pn else "unknown"
         verdict, crit = judge(expect, ki[0], kf[0], zs[0])
+        if target is not None and min(epochs) < target:  # a run still going, or stopped early
+            verdict = f"incomplete ({verdict} so far)" if min(epochs) > 0 else "incomplete"
         pv = "–" if pn is None or pn.value is None else f"{pn.value:.1f}"
         failed = sum(r.status == "failed" for r in g.runs)
         label = g.label + (f" ({failed} failed)" if failed else "")

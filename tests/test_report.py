@@ -54,3 +54,12 @@ def test_judge():
     assert report.judge("learns", 40, 45, 0.9)[0] == "yes"
     assert report.judge("learns", 40, 35, 0.9)[0] == "no"
     assert report.judge("fails", 40, 39, 0.9)[0] == "yes"
+
+
+def test_unfinished_run_is_not_judged_complete(tmp_path):
+    root = tmp_path / "runs"
+    records = fake_records(20, 0.1)
+    write_run(root / "stopgrad", "no_stopgrad_s0", ["method.stopgrad=false"], records[:-1])
+    md = report.build_report(root, tmp_path / "rep").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| no_stopgrad"))
+    assert "incomplete" in row and "| yes |" not in row
