@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .runs import set_rng_state
 from .train import Setup, _log_eval, autocast, run_eval, set_lr
 from .variants import steps_per_outer
@@ -39,6 +40,7 @@ def m_step(s: Setup, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Ten
         loss = s.variant.loss(idx, x, step)
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(s.model)  # several processes: mean over ranks = global-batch gradient
     s.opt.step()
     s.variant.after_step()
     return loss.detach()
@@ -58,8 +60,9 @@ def fit(s: Setup) -> list[dict[str, Any]]:
         sums: dict[str, torch.Tensor | float] = {"train/loss": torch.zeros((), device=s.device)}
         n_diag, t0 = 0, time.perf_counter()
         bar = tqdm(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
-        for group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
+                   disable=not cfg.progress or not distributed.is_main(), leave=False, dynamic_ncols=True)
+        for global_group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
+            group = [distributed.rank_slice(idx) for idx in global_group]  # this rank's part of each batch
             variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
             for idx in group:  # M-step: one SGD step on θ per batch
                 x = s.train.images.index_select(0, idx)
@@ -76,7 +79,9 @@ def fit(s: Setup) -> list[dict[str, Any]]:
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
         bar.close()
         variant.end_epoch()
+        sums = distributed.all_reduce_mean(sums, s.device)  # per-rank means -> global-batch means
         _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
+        distributed.barrier()  # rank 0 has written metrics and checkpoint
     return s.run.metrics()
 
 

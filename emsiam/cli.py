@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import yaml
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return 0
     final = records[-1] if records else {}
     summary = {k: round(v, 3) for k, v in final.items() if isinstance(v, float)}
     print(f"run: {cfg.run_dir}\nfinal: {summary}")

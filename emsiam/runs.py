@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import yaml
 
+from . import distributed
 from .config import Config, ConfigError, diff, from_dict, to_dict
 
 CKPT = "checkpoints/last.pt"
@@ -76,6 +77,11 @@ class Run:
         self.ckpt_path = self.dir / CKPT
         self.metrics_path = self.dir / "metrics.jsonl"
 
+    @property
+    def writer(self) -> bool:
+        """With several processes only rank 0 writes (config, git sha, metrics, checkpoints); all read."""
+        return distributed.is_main()
+
     @classmethod
     def open(cls, cfg: Config) -> "Run":
         """Validate the directory against ``cfg`` before any compute.
@@ -110,6 +116,8 @@ class Run:
 
     def initialise(self) -> None:
         """Write config and git sha (on a new run; on resume only the sha is refreshed)."""
+        if not self.writer:
+            return
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if not self.cfg.resume:
             _atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
@@ -117,6 +125,8 @@ class Run:
 
     # ---- metrics ------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -126,6 +136,8 @@ class Run:
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records written after ``step`` (by a run that died before checkpointing)."""
+        if not self.writer:
+            return
         if self.metrics_path.exists():
             keep = [r for r in self.metrics() if r.get("step", 0) <= step]
             _atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
@@ -133,6 +145,8 @@ class Run:
     # ---- checkpoints ----------------------------------------------------------
     def save(self, state: dict[str, Any]) -> None:
         """Save ``state`` (tensors, numbers, strings, containers of them) atomically."""
+        if not self.writer:
+            return
         state = {**state, "rng": rng_state(), "config": to_dict(self.cfg)}
         tmp = self.ckpt_path.with_name(self.ckpt_path.name + ".tmp")
         torch.save(state, tmp)

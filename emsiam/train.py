@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as data_mod
+from . import distributed
 from .augment import RECIPES, AugmentSpec, augment, view_seeds
-from .config import Config, DataConfig, OptimConfig
+from .config import Config, ConfigError, DataConfig, OptimConfig
 from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
@@ -106,14 +107,22 @@ class Setup:
 
 def setup(cfg: Config) -> Setup:
     """Validate everything that can fail cheaply, then load data and build the model."""
+    world = distributed.env_world_size()
+    if cfg.optim.batch_size % world:
+        raise ConfigError(
+            f"optim.batch_size={cfg.optim.batch_size} (the global batch) does not split evenly over "
+            f"{world} processes; use a multiple of {world}"
+        )
     run = Run.open(cfg)  # refuses existing runs / mismatched resume before any compute
     data_mod.check_source(cfg.data.source, cfg.data.root, cfg.data.download)
-    device = resolve_device(cfg.device)
+    device = distributed.init(resolve_device(cfg.device))  # joins the process group when WORLD_SIZE > 1
     torch.manual_seed(cfg.seed)
     train, test = load_data(cfg.data, device)
     if len(train) < cfg.optim.batch_size:
         raise ValueError(f"optim.batch_size={cfg.optim.batch_size} exceeds the training set ({len(train)} images)")
     model = build_model(cfg.model, predictor_kind(cfg)).to(device)
+    model = distributed.sync_batchnorm(model, device)  # BN over the global batch (no-op in one process)
+    distributed.broadcast_parameters(model)
     fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     spec = augment_spec(cfg.data)
     variant = build_variant(cfg, model, spec, fmt, len(train), device)
@@ -162,11 +171,14 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     """Train as configured (any variant); returns the run's metric records."""
     from .alternation import fit
 
-    return fit(setup(cfg))
+    try:
+        return fit(setup(cfg))
+    finally:
+        distributed.cleanup()
 
 
 def _log_eval(s: Setup, rec: dict[str, Any]) -> None:
-    if not s.cfg.progress:
+    if not s.cfg.progress or not distributed.is_main():
         return
     keys = ["eval/knn_top1", "eval/linear_top1", "collapse/z_std_sqrt_d", "collapse/eff_rank", "train/loss"]
     parts = [f"{k.split('/')[-1]}={rec[k]:.3f}" for k in keys if k in rec]

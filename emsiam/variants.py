@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .augment import AugmentSpec, augment, view_seeds
 from .banks import TargetBank, make_bank
 from .config import RESUME_FREE_KEYS, Config, flatten, to_dict
@@ -218,7 +219,11 @@ class EMA(Variant):
                 idx = torch.arange(s, min(s + batch_size, images.shape[0]), device=images.device)
                 x = images.index_select(0, idx)
                 v = augment(x, view_seeds(self.cfg.seed, -1, idx, 0), self.spec).contiguous(memory_format=self.fmt)
-                self.bank.write(idx, self.encode(v).unsqueeze(1), version=0)
+                eta = self.encode(v).unsqueeze(1)
+                # every rank encodes the whole batch (same BN statistics as one process) and writes its
+                # part; the bank gathers the parts (the whole batch in one process)
+                part = distributed.split_evenly(idx.shape[0])
+                self.bank.write(idx[part], eta[part], version=0)
         self.bank.flush()
 
     def loss(self, idx, x, step):
@@ -291,8 +296,10 @@ def build_variant(cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format,
     if m.bank != "device" and path is None:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         path = str(cfg.run_dir / ("bank.h5" if m.bank == "disk" else "bank.npy"))
-    bank = make_bank(
-        m.bank, n_images, 1 if cls is EMA else 2, cfg.model.dim, dtype=m.bank_dtype, device=device,
-        path=path, fingerprint=config_fingerprint(cfg),
+    n_views = 1 if cls is EMA else 2
+    bank = distributed.share_bank(  # with several ranks: replicated (device) or owned by rank 0 (files)
+        lambda: make_bank(m.bank, n_images, n_views, cfg.model.dim, dtype=m.bank_dtype, device=device,
+                          path=path, fingerprint=config_fingerprint(cfg)),
+        m.bank, n_views, cfg.model.dim, device,
     )
     return cls(cfg, model, spec, memory_format, bank)

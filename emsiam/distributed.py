@@ -1,0 +1,369 @@
+"""Data-parallel training across processes (``torchrun --nproc_per_node=N -m emsiam train ...``).
+
+Everything here is a no-op when ``WORLD_SIZE`` is unset or 1: no process group
+is created and single-process runs are unchanged bit for bit.
+
+With N > 1 processes (env:// rendezvous, so torchrun's single- and multi-node
+flags work; backend ``nccl`` on CUDA, ``gloo`` on CPU):
+
+- the global batch B (``optim.batch_size``) is split into N contiguous slices of
+  B/N; every rank draws the same permutation, so the union of the rank batches
+  is the one-process batch, and views (per-sample seeds) are identical;
+- BatchNorm statistics are global: torch's ``SyncBatchNorm`` on CUDA, and on CPU
+  (where torch's SyncBatchNorm refuses to run) :class:`AllReduceBatchNorm`;
+- gradients are averaged explicitly after ``backward`` (:func:`average_gradients`,
+  one flat all-reduce), which equals the one-process gradient of the mean loss
+  over the global batch;
+- banks: :class:`ReplicatedBank` (device bank: every rank applies every rank's
+  rows, gathered) and :class:`RankZeroBank` (file banks: only rank 0 opens and
+  writes the file; reads are served by rank 0 and broadcast).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .banks import TargetBank
+
+
+def env_world_size() -> int:
+    """World size requested by the launcher (torchrun sets WORLD_SIZE); 1 when unset."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init(device: torch.device) -> torch.device:
+    """Join the process group named by the environment (when WORLD_SIZE > 1); returns the device to use.
+
+    On CUDA each process takes ``cuda:LOCAL_RANK``.
+    """
+    if env_world_size() <= 1 or active():
+        return device
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend, init_method="env://", timeout=datetime.timedelta(minutes=30),
+                            **({"device_id": device} if device.type == "cuda" else {}))
+    return device
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def rank_slice(idx: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch (the whole batch in one process)."""
+    n = world()
+    if n == 1:
+        return idx
+    b = idx.shape[0] // n
+    if b * n != idx.shape[0]:
+        raise ValueError(f"a global batch of {idx.shape[0]} does not split evenly over {n} ranks")
+    return idx[rank() * b : (rank() + 1) * b]
+
+
+def split_evenly(n_items: int) -> slice:
+    """This rank's contiguous part of ``n_items`` (sizes differ by at most one; may be empty)."""
+    w, r = world(), rank()
+    return slice(r * n_items // w, (r + 1) * n_items // w)
+
+
+def all_gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Concatenate every rank's rows of each tensor, in rank order (e.g. ``(idx, eta)``).
+
+    Ranks may hold different numbers of rows (padded for the collective); identity in one process.
+    """
+    if not active():
+        return tensors
+    n = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
+    sizes = [torch.zeros_like(n) for _ in range(world())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    top = max(sizes)
+    out = []
+    for t in tensors:
+        t = t.contiguous()
+        pad = t.new_zeros((top - t.shape[0], *t.shape[1:]))
+        buf = [t.new_empty((top, *t.shape[1:])) for _ in range(world())]
+        dist.all_gather(buf, torch.cat([t, pad]))
+        out.append(torch.cat([b[:s] for b, s in zip(buf, sizes)]))
+    return tuple(out)
+
+
+def all_reduce_mean(values: dict[str, torch.Tensor | float], device: torch.device) -> dict[str, torch.Tensor | float]:
+    """Mean over ranks of scalar values (tensors stay tensors, floats stay floats)."""
+    if not active():
+        return values
+    keys = sorted(values)
+    t = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device).reshape(()) for k in keys])
+    dist.all_reduce(t)
+    t /= world()
+    return {k: (t[i] if isinstance(values[k], torch.Tensor) else float(t[i])) for i, k in enumerate(keys)}
+
+
+@torch.no_grad()
+def average_gradients(model: nn.Module) -> None:
+    """Replace every gradient by its mean over ranks (one flat all-reduce)."""
+    if not active():
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+@torch.no_grad()
+def broadcast_parameters(module: nn.Module) -> None:
+    """Rank 0's parameters and buffers everywhere (they are already equal when every rank seeds alike)."""
+    if not active():
+        return
+    for t in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(t.data, src=0)
+
+
+# --------------------------------------------------------------------------- BatchNorm
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks with autograd: the gradient of a sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad.contiguous())
+
+
+class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the union of all ranks' batches, for CPU/gloo (torch's SyncBatchNorm is CUDA/XPU only).
+
+    Train mode: global mean, then global biased variance (two all-reduces of sums and
+    counts, through :class:`_AllReduceSum` so that gradients flow to every rank's
+    inputs); running statistics as nn.BatchNorm.
+    Eval mode: plain batch_norm with the running statistics.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        use_batch = self.training or self.running_mean is None
+        if not use_batch or not active():
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        xf = x.float()
+        count = torch.full((1,), x.numel() / max(x.shape[1], 1), dtype=torch.float32, device=x.device)
+        s = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
+        n = s[-1]
+        mean = s[:-1] / n
+        var = _AllReduceSum.apply((xf - mean.view(shape)).square().sum(dims)) / n
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp(min=1)), alpha=m)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Make every BatchNorm global across ranks (no-op in one process): SyncBatchNorm on CUDA, else
+    :class:`AllReduceBatchNorm`. Parameters and buffers are carried over."""
+    if not active():
+        return module
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert_cpu(module)
+
+
+def _convert_cpu(module: nn.Module) -> nn.Module:
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
+        out = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                 module.track_running_stats)
+        if module.affine:
+            with torch.no_grad():
+                out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _convert_cpu(child))
+    return out
+
+
+# --------------------------------------------------------------------------- banks
+
+
+class _SharedBank(TargetBank):
+    """Base of the bank wrappers: delegates everything it does not override."""
+
+    def __init__(self, bank: TargetBank | None):
+        self.inner = bank
+
+    def __getattr__(self, name):
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    @property
+    def backend(self) -> str:
+        return self.inner.backend if self.inner is not None else ""
+
+    @property
+    def nbytes(self) -> int:
+        return self.inner.nbytes if self.inner is not None else 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class ReplicatedBank(_SharedBank):
+    """A full copy of the bank on every rank: writes and EMA updates gather every rank's
+    ``(idx, η)`` and apply all of them, so the copies stay identical; reads are local."""
+
+    def read(self, idx):
+        return self.inner.read(idx)
+
+    def write(self, idx, eta, version):
+        self.inner.write(*all_gather_rows(torch.as_tensor(idx), eta), version=version)
+
+    def ema_update(self, idx, value, m, version):
+        self.inner.ema_update(*all_gather_rows(torch.as_tensor(idx), value), m=m, version=version)
+
+    def versions(self, idx):
+        return self.inner.versions(idx)
+
+    def flush(self):
+        self.inner.flush()
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+    def close(self):
+        self.inner.close()
+
+
+class RankZeroBank(_SharedBank):
+    """A file bank opened by rank 0 only (``inner`` is None elsewhere): rank 0 writes every rank's
+    gathered rows, and serves reads (every rank asks for its rows; rank 0 broadcasts them all).
+    No two processes ever touch the file. ``state_dict`` is rank 0's; the checkpoint is rank 0's."""
+
+    def __init__(self, bank: TargetBank | None, n_views: int, dim: int, device: torch.device):
+        super().__init__(bank)
+        self.row_shape, self.device_ = (n_views, dim), device
+
+    def _serve(self, idx, fn, row_shape, dtype):
+        idx = torch.as_tensor(idx).to(self.device_)
+        (all_idx,) = all_gather_rows(idx)
+        out = torch.empty((all_idx.shape[0], *row_shape), dtype=dtype, device=self.device_)
+        if self.inner is not None:
+            out.copy_(fn(all_idx).to(self.device_, dtype))
+        dist.broadcast(out, src=0)
+        start = all_gather_offsets(idx.shape[0])
+        return out[start : start + idx.shape[0]]
+
+    def read(self, idx):
+        return self._serve(idx, lambda i: self.inner.read(i), self.row_shape, torch.float32)
+
+    def versions(self, idx):
+        return self._serve(idx, lambda i: self.inner.versions(i), (), torch.int64)
+
+    def write(self, idx, eta, version):
+        rows = all_gather_rows(torch.as_tensor(idx).to(self.device_), eta.to(self.device_))
+        if self.inner is not None:
+            self.inner.write(*rows, version=version)
+
+    def ema_update(self, idx, value, m, version):
+        rows = all_gather_rows(torch.as_tensor(idx).to(self.device_), value.to(self.device_))
+        if self.inner is not None:
+            self.inner.ema_update(*rows, m=m, version=version)
+
+    def flush(self):
+        if self.inner is not None:
+            self.inner.flush()
+
+    def state_dict(self):
+        return self.inner.state_dict() if self.inner is not None else {}
+
+    def load_state_dict(self, state):
+        if self.inner is not None:
+            self.inner.load_state_dict(state)
+
+    def close(self):
+        if self.inner is not None:
+            self.inner.close()
+
+
+def all_gather_offsets(n: int) -> int:
+    """Where this rank's ``n`` rows start in :func:`all_gather_rows`' output."""
+    if not active():
+        return 0
+    t = torch.tensor([n], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    sizes = [torch.zeros_like(t) for _ in range(world())]
+    dist.all_gather(sizes, t)
+    return int(sum(int(s) for s in sizes[: rank()]))
+
+
+def share_bank(bank_factory, backend: str, n_views: int, dim: int, device: torch.device) -> TargetBank:
+    """The variant's bank for this process: the plain bank in one process; with several ranks a
+    :class:`ReplicatedBank` (device backend) or a :class:`RankZeroBank` (file backends)."""
+    if not active():
+        return bank_factory()
+    if backend == "device":
+        return ReplicatedBank(bank_factory())
+    return RankZeroBank(bank_factory() if is_main() else None, n_views, dim, device)
