@@ -81,7 +81,7 @@ class MethodConfig:
     bank: Literal["device", "disk", "memmap"] = "device"  # where cached targets live
     bank_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     bank_path: str | None = None  # file banks (default: <run>/bank.h5 or bank.npy)
-    diag_every: int = 50  # steps between staleness probes
+    diag_every: int = 47  # steps between staleness probes (prime: probes do not alias with k = 10, 100)
     probe_images: int = 256  # predictor-expectation probe: P images ...
     probe_views: int = 8  # ... times M views
 
