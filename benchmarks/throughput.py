@@ -14,16 +14,14 @@ costs at most 15% of the step). Writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
+from bench_io import device_label, write_json
 
 from emsiam.alternation import m_step
 from emsiam.config import load_config
@@ -95,7 +93,7 @@ def main() -> None:
     result = {
         "preset": args.preset,
         "overrides": args.overrides,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_label(device),
         "torch": torch.__version__,
         "date": date.today().isoformat(),
         "batch_size": B,
@@ -110,9 +108,7 @@ def main() -> None:
         "command": "python benchmarks/throughput.py --preset " + args.preset + " " + " ".join(args.overrides),
     }
     shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(args.out or f"benchmarks/results/throughput-{args.preset}-{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.out or f"benchmarks/results/throughput-{args.preset}-{device.type}.json")
     print(f"device: {result['device']}  batch {B}  backbone {cfg.model.backbone}")
     print(f"end to end      {result['e2e_pairs_per_s']:8.0f} pairs/s")
     print(f"model step only {result['model_pairs_per_s']:8.0f} pairs/s")

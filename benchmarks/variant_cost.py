@@ -12,16 +12,14 @@ to simsiam. Targets (issue 3): kstep <= 1.40x, ema and the disk bank <= 1.10x.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
+from bench_io import device_label, write_json
 
 from emsiam.alternation import m_step, outer_iterations
 from emsiam.config import load_config
@@ -110,15 +108,12 @@ def main() -> None:
     cfg0 = next(iter(runners.values())).s.cfg
     result = {
         "preset": args.preset, "overrides": args.overrides, "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_label(device),
         "batch_size": cfg0.optim.batch_size, "backbone": cfg0.model.backbone, "variants": rows,
         "command": "python benchmarks/variant_cost.py --preset " + args.preset + " " + " ".join(args.overrides),
     }
     shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(args.out or f"benchmarks/results/variant-cost-{args.preset}-{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.out or f"benchmarks/results/variant-cost-{args.preset}-{device.type}.json")
     print(f"{'variant':24s} {'k':>5s} {'ms/step':>9s} {'x simsiam':>10s}")
     for label, r in rows.items():
         ratio = f"{r['ratio_to_simsiam']:.3f}" if r["ratio_to_simsiam"] else "-"

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import shutil
@@ -48,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from bench_io import write_json
 
 DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
 
@@ -305,9 +305,7 @@ def main() -> None:
         "accuracy": acc,
     }
     shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(args.out or f"benchmarks/results/vs-lightly-{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.out or f"benchmarks/results/vs-lightly-{device.type}.json")
     print(f"emsiam  {med['emsiam']:8.1f} pairs/s (median of {args.rounds})")
     print(f"lightly {med['lightly']:8.1f} pairs/s (median of {args.rounds})")
     print(f"ratio emsiam/lightly {med['emsiam'] / med['lightly']:.2f}")
