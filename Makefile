@@ -1,14 +1,14 @@
 # Two commands do everything on a fresh machine with Python 3.11:
-#   make demo   set up .venv and train + evaluate SimSiam on the built-in synthetic data
-#               (no download; ~4.5 min on 2 cores)
-#   make demo-studies  a small k-step sweep + EMA-vs-predictor study, figures and a report
+#   make demo   set up .venv, then a small k-step sweep + EMA-vs-predictor study on the built-in
+#               synthetic data (no download), its figures and a report (~7 min on 2 cores)
 #   make test   set up .venv and run the test suite
+# Also: make demo-run (one SimSiam run on synthetic data, ~4.5 min), make bench.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-studies test test-slow bench venv clean
+.PHONY: demo demo-run test test-slow bench venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m emsiam train --config demo name=demo-$$(date +%Y%m%d-%H%M%S)
-
-demo-studies: $(STAMP)
 	$(PY) -m experiments.demo --out runs/demo
+
+demo-run: $(STAMP)
+	$(PY) -m emsiam train --config demo name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -94,7 +94,7 @@ class EvalConfig:
     linear: bool = True  # linear probe on frozen backbone features
     linear_epochs: int = 30
     linear_lr: float = 0.1
-    batch_size: int = 1024  # feature extraction batch
+    batch_size: int = 256  # feature extraction batch (256 is 1.2x faster than 1024 per image on 1 CPU thread)
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["none", "bf16"] = "none"  # autocast dtype for the training step
+    compile: bool = False  # torch.compile the encoder and predictor (nn.Module.compile: state_dict keys unchanged)
     ckpt_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     resume: bool = False  # continue from <run>/checkpoints/last.pt
     progress: bool = True  # tqdm progress bars

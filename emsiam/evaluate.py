@@ -25,7 +25,7 @@ class Features:
 
 
 @torch.no_grad()
-def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int = 1024) -> Features:
+def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int = 256) -> Features:
     """Backbone and projector outputs of ``data`` in eval mode (BN running stats).
 
     Restores the model's train/eval mode afterwards.
@@ -156,7 +156,7 @@ def evaluate(
     linear: bool = True,
     linear_epochs: int = 30,
     linear_lr: float = 0.1,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
     """All evaluation metrics, namespaced: ``eval/knn_top1``, ``eval/linear_top1``, ``collapse/*``.

@@ -124,6 +124,11 @@ def setup(cfg: Config) -> Setup:
     model = distributed.sync_batchnorm(model, device)  # BN over the global batch (no-op in one process)
     distributed.broadcast_parameters(model)
     fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    if cfg.compile:
+        # In place, so parameter names, checkpoints and the variants' references are unchanged;
+        # the first steps (and the E-step's first no-grad call) pay the compilation.
+        model.encoder.compile()
+        model.predictor.compile()
     spec = augment_spec(cfg.data)
     variant = build_variant(cfg, model, spec, fmt, len(train), device)
     batches = data_mod.Batches(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)

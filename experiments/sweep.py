@@ -261,18 +261,32 @@ def run_study(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] =
               workers: int = 1, dry_run: bool = False, executor: Executor = subprocess_executor,
               quiet: bool = False) -> SweepResult:
     """Expand, run what is not done (``workers`` at a time), write the table, print a summary."""
-    say = (lambda *a: None) if quiet else print  # noqa: E731
-    specs = expand(study, preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs)
-    if dry_run:
-        say(f"study {study.name}: {len(specs)} runs under {Path(out) / study.name} (preset {preset})")
-        for s in specs:
-            mine = [o for o in s.overrides if not o.startswith(("out_dir=", "name=", "progress="))]
-            say(f"  {s.name:28s} {s.action:7s} {s.reason if s.action != 'run' else ''}\n      {' '.join(mine)}")
-        return SweepResult(specs, {})
+    return run_studies([study], preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs,
+                       workers=workers, dry_run=dry_run, executor=executor, quiet=quiet)[0]
 
-    todo = [s for s in specs if s.action != "skip"]
+
+def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | Sequence[int] = 1,
+                out: str | Path = "runs", data: Sequence[str] = (), extra: Sequence[str] = (),
+                epochs: int | None = None, workers: int = 1, dry_run: bool = False,
+                executor: Executor = subprocess_executor, quiet: bool = False) -> list[SweepResult]:
+    """:func:`run_study` for several studies sharing one pool of ``workers``, so that no
+    worker idles at a study boundary; one table and summary per study."""
+    say = (lambda *a: None) if quiet else print  # noqa: E731
+    expanded = [(st, expand(st, preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs))
+                for st in studies]
+    if dry_run:
+        for study, specs in expanded:
+            say(f"study {study.name}: {len(specs)} runs under {Path(out) / study.name} (preset {preset})")
+            for s in specs:
+                mine = [o for o in s.overrides if not o.startswith(("out_dir=", "name=", "progress="))]
+                say(f"  {s.name:28s} {s.action:7s} {s.reason if s.action != 'run' else ''}\n      {' '.join(mine)}")
+        return [SweepResult(specs, {}) for _, specs in expanded]
+
+    todo = [s for _, specs in expanded for s in specs if s.action != "skip"]
+    total = sum(len(specs) for _, specs in expanded)
     threads = max(1, cpu_count() // workers) if workers > 1 else None
-    say(f"study {study.name}: {len(todo)} to run, {len(specs) - len(todo)} already done"
+    names = ", ".join(st.name for st in studies)
+    say(f"study {names}: {len(todo)} to run, {total - len(todo)} already done"
         + (f"; {workers} workers x {threads} threads" if threads else ""))
     records: dict[str, dict] = {}
     lock = threading.Lock()
@@ -292,15 +306,18 @@ def run_study(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] =
                 say(f"  [{i}/{len(todo)}] {spec.rel} {rec['status']} in {rec['wall_s']:.0f} s"
                     + (f": {first[0]}" if first else ""))
 
-    result = SweepResult(specs, records)
-    result.table = study_table(study, specs, out)
-    result.table_paths = save_table(result.table, Path(out) / study.name / "results")
-    failed = [s for s in specs if read_status(s.run_dir).get("status") == "failed"]
-    say(f"study {study.name}: {result.count('done')} done, {result.count('failed')} failed, "
-        f"{result.count('skipped')} skipped; table: {', '.join(map(str, result.table_paths))}")
-    for s in failed:
-        say(f"  FAILED {s.rel}: see {s.run_dir / 'status.json'} and log.txt")
-    return result
+    results = []
+    for study, specs in expanded:
+        result = SweepResult(specs, {s.rel: records[s.rel] for s in specs if s.rel in records})
+        result.table = study_table(study, specs, out)
+        result.table_paths = save_table(result.table, Path(out) / study.name / "results")
+        failed = [s for s in specs if read_status(s.run_dir).get("status") == "failed"]
+        say(f"study {study.name}: {result.count('done')} done, {result.count('failed')} failed, "
+            f"{result.count('skipped')} skipped; table: {', '.join(map(str, result.table_paths))}")
+        for s in failed:
+            say(f"  FAILED {s.rel}: see {s.run_dir / 'status.json'} and log.txt")
+        results.append(result)
+    return results
 
 
 def study_table(study: Study, specs: Sequence[RunSpec], out: str | Path) -> pd.DataFrame:

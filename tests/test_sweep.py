@@ -5,7 +5,8 @@ import pytest
 
 from analysis.results import read_status
 from experiments import su_dynamics
-from experiments.sweep import STUDIES, main as sweep_main, Study, cpu_count, expand, load_study, run_study, safe_label
+from experiments.sweep import (STUDIES, Study, cpu_count, expand, load_study, run_studies, run_study, safe_label,
+                               main as sweep_main)
 from tests.conftest import TINY
 
 OK_BAD = Study(
@@ -88,6 +89,37 @@ def test_plan_resume_skip_and_executor_crash(tmp_path):
     assert seen == {"a_s0": max(1, cpu_count() // 2), "c_s0": max(1, cpu_count() // 2)}
     assert read_status(a)["status"] == "failed" and "executor exploded" in read_status(a)["error"]
     assert read_status(a)["resumed"] is True and res.count("failed") == 2
+
+
+def test_run_studies_shares_one_pool_and_writes_a_table_per_study(tmp_path):
+    """Two studies of 1 and 3 runs with 2 workers: the pool never waits at the study boundary,
+    so the second study's runs overlap the first's (at most 2 at a time), and each study
+    gets its own table and result."""
+    import threading
+    import time
+
+    lock, active, state = threading.Lock(), set(), {"peak": 0, "overlapped": []}
+
+    def fake(spec, threads):
+        with lock:
+            active.add(spec.rel)
+            state["peak"] = max(state["peak"], len(active))
+            if spec.study == "three" and "one/a_s0" in active:
+                state["overlapped"].append(spec.rel)
+        time.sleep(0.3 if spec.study == "one" else 0.05)
+        with lock:
+            active.discard(spec.rel)
+        return 1, f"fake failure of {spec.rel}"
+
+    one, three = Study("one", "", {"a": []}), Study("three", "", {"x": [], "y": [], "z": []})
+    res = run_studies([one, three], preset="demo", out=tmp_path, data=TINY, epochs=1, workers=2,
+                      executor=fake, quiet=True)
+    assert [r.count("failed") for r in res] == [1, 3] and state["peak"] == 2
+    assert len(state["overlapped"]) >= 2  # "three" ran beside "one" (study by study: 0)
+    for study, r in zip((one, three), res):
+        assert set(r.records) == {s.rel for s in r.specs}
+        assert (tmp_path / study.name / "results.csv").exists()
+        assert set(pd.read_csv(tmp_path / study.name / "results.csv").study) == {study.name}
 
 
 def test_labels_and_seeds(tmp_path):

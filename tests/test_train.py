@@ -11,3 +11,23 @@ def test_bf16_autocast_channels_last_path_trains_on_cpu(tiny_overrides):
     losses = [r["train/loss"] for r in recs if "train/loss" in r]
     assert losses and all(math.isfinite(x) and -1.0 <= x <= 1.0 for x in losses)
     assert math.isfinite(recs[-1]["eval/knn_top1"])
+
+
+def test_compile_switch_matches_eager_and_keeps_checkpoint_keys(tiny_overrides, tmp_path):
+    """``compile=true`` (torch.compile of encoder and predictor, in place) trains the same
+    model as eager mode: same losses to float tolerance, same state_dict keys, so
+    checkpoints load either way. CPU inductor needs a C++ compiler (present in CI)."""
+    import torch
+
+    base = tiny_overrides + ["optim.epochs=1", "eval.linear=false", "method.variant=kstep", "method.k=2"]
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    eager = train(load_config("demo", base + ["name=eager"]))
+    assert not counters["stats"]["unique_graphs"]
+    comp = train(load_config("demo", base + ["name=compiled", "compile=true"]))
+    assert counters["stats"]["unique_graphs"] >= 2  # encoder and predictor went through dynamo
+    loss = lambda recs: [r["train/loss"] for r in recs if "train/loss" in r]  # noqa: E731
+    assert loss(comp) and all(abs(a - b) < 1e-3 for a, b in zip(loss(eager), loss(comp), strict=True))
+    ck = lambda name: torch.load(tmp_path / "runs" / name / "checkpoints" / "last.pt", weights_only=True)  # noqa: E731
+    assert ck("eager")["model"].keys() == ck("compiled")["model"].keys()
