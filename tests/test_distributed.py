@@ -42,18 +42,22 @@ def _overrides(out_dir: Path, extra: list[str]) -> list[str]:
     return TINY + ["optim.epochs=1", "eval.linear=false", f"out_dir={out_dir}"] + extra
 
 
-def test_two_processes_match_one(tmp_path):
-    runs = [[name, _overrides(tmp_path / "ddp", extra)] for name, extra in RUNS.items()]
+def _torchrun(runs: list) -> subprocess.CompletedProcess:
+    """2 gloo processes of tests/distributed_worker.py on this machine."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     worker = Path(__file__).with_name("distributed_worker.py")
     # --standalone: rendezvous on a free local port chosen by torchrun (no port guessing)
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
          json.dumps(runs)],
         env=env, capture_output=True, text=True, timeout=300,
     )
+
+
+def test_two_processes_match_one(tmp_path):
+    proc = _torchrun([[name, _overrides(tmp_path / "ddp", extra)] for name, extra in RUNS.items()])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     for name, extra in RUNS.items():
@@ -64,6 +68,26 @@ def test_two_processes_match_one(tmp_path):
         assert abs(l2 - l1) <= LOSS_RTOL * abs(l1), (name, l1, l2)
         for r1, r2 in zip(one, two):
             assert abs(r2["eval/knn_top1"] - r1["eval/knn_top1"]) <= KNN_ATOL, (name, r1, r2)
+
+
+def test_two_process_run_resumes_from_rank0_checkpoint(tmp_path):
+    """A 2-process ema run killed after epoch 1 and relaunched with resume=true (new
+    processes; every rank loads rank 0's checkpoint: model, optimizer, EMA bank, RNG)
+    ends where the uninterrupted 2-process run ends. Measured: identical losses and kNN."""
+    base = _overrides(tmp_path, RUNS["ema"] + ["optim.epochs=2"])
+    proc = _torchrun([["full", base]])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _torchrun([["cut", base, 1]])
+    assert proc.returncode != 0 and "simulated crash after epoch 1" in proc.stderr
+    assert [r["epoch"] for r in read_metrics(tmp_path / "cut")] == [0, 1]
+    proc = _torchrun([["cut", base + ["resume=true"]]])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    assert [r["epoch"] for r in cut] == [r["epoch"] for r in full] == [0, 1, 2]
+    for key in ("train/loss", "eval/knn_top1", "collapse/z_std"):
+        a, b = full[-1][key], cut[-1][key]
+        assert abs(a - b) <= 1e-6 * max(1.0, abs(a)), (key, a, b)
 
 
 def test_batch_must_split_evenly(tmp_path, monkeypatch):
