@@ -73,6 +73,7 @@ class MethodConfig:
     predictor: Literal["auto", "learned", "none", "fixed_random"] = "auto"  # auto: none for ema, else learned
     stopgrad: bool = True  # simsiam only: False back-propagates through the target branch
     symmetric: bool = True  # both loss terms (False: ½ weight dropped, only D(p1, η2))
+    pairs: int = 1  # simsiam: independent view pairs per image per step, losses averaged (Table 5 "2x": 2, asymmetric)
     loss: Literal["cosine", "mse"] = "cosine"  # D, or the literal ‖F/‖F‖ − η/‖η‖‖² (= 2 + 2D)
     ema_m: float = 0.8  # ema: η ← m·η + (1−m)·F_θ(T'(x))
     ema_view: Literal["other", "extra"] = "other"  # ema: T' is the other view (free) or a third view
@@ -300,6 +301,8 @@ def validate(cfg: Config) -> None:
         (cfg.method.mean_input_views >= 1, "method.mean_input_views must be >= 1"),
         (cfg.method.diag_every >= 1, "method.diag_every must be >= 1"),
         (cfg.method.stopgrad or cfg.method.variant == "simsiam", "method.stopgrad=false applies to variant=simsiam only"),
+        (cfg.method.pairs >= 1, "method.pairs must be >= 1"),
+        (cfg.method.pairs == 1 or cfg.method.variant == "simsiam", "method.pairs > 1 applies to variant=simsiam only"),
         (cfg.method.bank_dtype != "bf16" or cfg.method.bank == "device", "method.bank_dtype=bf16 needs method.bank=device"),
         (cfg.name and "/" not in cfg.name, "name must be a non-empty directory name without '/'"),
     ]

@@ -108,10 +108,14 @@ class Variant:
         """η-step for an outer iteration; nothing to do for single-pass variants."""
 
     def loss(self, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
-        x1, x2 = self.views(x, idx, step)
-        p1, p2, z1, z2 = self.model(x1, x2)
+        """Mean over ``method.pairs`` independent view pairs (views 2j, 2j+1) of the pair loss."""
         sg = (lambda t: t.detach()) if self.cfg.method.stopgrad else (lambda t: t)
-        return self.pair_loss(p1.float(), p2.float(), sg(z1.float()), sg(z2.float()))
+        total = 0.0
+        for j in range(self.cfg.method.pairs):
+            x1, x2 = self.views(x, idx, step, first=2 * j)
+            p1, p2, z1, z2 = self.model(x1, x2)
+            total = total + self.pair_loss(p1.float(), p2.float(), sg(z1.float()), sg(z2.float()))
+        return total / self.cfg.method.pairs
 
     def after_step(self) -> None:
         """Called after every optimizer step."""

@@ -46,6 +46,28 @@ def test_one_step_alternation_is_simsiam(tmp_path):
     assert _steps(fresh, 3) != _steps(ref2, 3)
 
 
+def test_two_pairs_average_two_independent_pair_losses(tmp_path):
+    """method.pairs=2 (Table 5 "2x asymmetric"): the loss is the mean of the pair loss on
+    views (0, 1) and on views (2, 3), all four distinct, with the gradient of that mean."""
+    common = EXACT + [f"out_dir={tmp_path}", "method.symmetric=false"]
+    two = setup(load_config(None, common + ["name=two", "method.pairs=2"]))
+    idx = two.batches.indices(0)[:32]
+    x = two.train.images.index_select(0, idx)
+    views = two.variant.views(x, idx, 0, n=4)
+    assert all(not torch.equal(views[i], views[j]) for i in range(4) for j in range(i + 1, 4))
+    with target_mode(two.model):  # no graph, BN running stats untouched
+        expected = []
+        for a, b in ((0, 1), (2, 3)):
+            p1, p2, z1, z2 = two.model(views[a], views[b])
+            expected.append(two.variant.pair_loss(p1, p2, z1, z2))
+    two.model.train()
+    loss = two.variant.loss(idx, x, 0)
+    assert loss.requires_grad
+    torch.testing.assert_close(loss.detach(), (expected[0] + expected[1]) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="method.pairs > 1 applies to variant=simsiam only"):
+        load_config(None, common + ["method.variant=kstep", "method.pairs=2"])
+
+
 def test_e_step_leaves_no_graph_and_keeps_bn_stats(tmp_path):
     s = setup(load_config(None, EXACT + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=3"]))
     group = outer_iterations(s.batches.indices(0), 32, 3)[0]

@@ -147,7 +147,8 @@ def test_study_dry_run(name, tmp_path, capsys):
     assert "invalid" not in printed and not any(tmp_path.iterdir())  # nothing written
     if name == "symmetry":
         specs = {s.name: s for s in expand(study, preset="cpu", out=tmp_path, epochs=2)}
-        assert specs["asymmetric_2x_s0"].epochs == 4 and specs["asymmetric_s0"].epochs == 2
+        assert specs["asymmetric_2x_s0"].epochs == specs["asymmetric_s0"].epochs == 2
+        assert "method.pairs=2" in specs["asymmetric_2x_s0"].overrides
 
 
 def test_su_dynamics_accepts_shared_flags(tmp_path, capsys):
