@@ -384,9 +384,10 @@ def ema_vs_m(runs_dir: Path, stem: Path) -> list[Path]:
             _init_line(ax, ema)
         else:
             ax.axhline(0.5, color="gray", ls=":", lw=1, label="collapse threshold 0.5")
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, 1.15)  # std(z)·√d <= 1 for unit vectors; headroom for the value labels
         ax.set_xticks(xs, [f"{float(g.get('method.ema_m')):g}" for g in ema])
-        ax.margins(y=0.12)
+        if metric == KNN:
+            ax.margins(y=0.12)
         ax.set(xlabel="m (η ← m·η + (1−m)·F; categorical axis)", ylabel=ylabel, title=ylabel.split(" (")[0] + " vs m")
         _finish(ax)
     fig.suptitle(f"Moving-average targets vs predictor: mean ± std over seeds ({_scale(ema)})", fontsize=9)
