@@ -175,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="report folder (default RUNS_DIR/report)")
     args = ap.parse_args(argv)
     path = build_report(args.runs_dir, args.out)
-    print(f"report written to {path}")
+    figures = sorted(path.parent.rglob("*.png"))
+    print(f"report written to {path}" + (f"; figures ({len(figures)}, PNG + PDF):" if figures else ""))
+    for f in figures:
+        print(f"  {f}")
     return 0
 
 
