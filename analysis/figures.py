@@ -57,9 +57,21 @@ ZSTD, ZSTD_SQRT_D, INV_SQRT_D = "collapse/z_std", "collapse/z_std_sqrt_d", "coll
 GAP_H, GAP_F, GAP_ETA = "gap/cos_h_E", "gap/cos_F_E", "gap/cos_eta_E"
 STALENESS, AGE = "bank/staleness_cos", "bank/age_steps"
 
-#: Config fields that differ between seeds of one configuration or do not change the run.
+#: Config fields that differ between seeds of one configuration or do not change the run
+#: (``method.diag_every`` only sets how often the probes look: tests/test_alternation.py
+#: checks that training is identical with any value).
 _IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckpt_every",
-                 "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path"}
+                 "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path", "method.diag_every"}
+
+
+def _config_defaults() -> dict[str, Any]:
+    """Today's defaults, flattened: a config.yaml written before a field existed ran with
+    the behaviour that field's default keeps, so missing fields read as their defaults."""
+    import dataclasses
+
+    from emsiam.config import Config
+
+    return _flatten(dataclasses.asdict(Config()))
 
 
 def _note(msg: str) -> None:
@@ -156,7 +168,7 @@ def load_runs(root: str | Path) -> list[RunData]:
     for cfg_path in sorted(root.rglob("config.yaml")):
         d = cfg_path.parent
         try:
-            cfg = _flatten(yaml.safe_load(cfg_path.read_text()) or {})
+            cfg = {**_config_defaults(), **_flatten(yaml.safe_load(cfg_path.read_text()) or {})}
         except (OSError, yaml.YAMLError) as exc:
             _note(f"skipping {d}: unreadable config.yaml ({exc})")
             continue

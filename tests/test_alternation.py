@@ -157,3 +157,14 @@ def test_ema_disk_bank_resume_matches(tiny_overrides):
     resumed = train(load_config(None, common + ["name=part", "resume=true"]))
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rs]  # noqa: E731
     assert strip(resumed) == strip(full)
+
+
+def test_probes_do_not_change_training(tiny_overrides):
+    """Staleness probes (forward passes of the current θ) every step or only at step 0: the
+    same loss and kNN, so analysis pools runs that differ only in ``method.diag_every``."""
+    common = tiny_overrides + ["optim.epochs=1", "eval.linear=false", "method.variant=kstep", "method.k=3"]
+    often = train(load_config(None, common + ["name=often", "method.diag_every=1"]))
+    never = train(load_config(None, common + ["name=never", "method.diag_every=100000"]))
+    assert "bank/age_steps" in often[-1]  # (step 0 is probed in both runs)
+    assert often[-1]["train/loss"] == never[-1]["train/loss"]
+    assert often[-1]["eval/knn_top1"] == never[-1]["eval/knn_top1"]
