@@ -185,6 +185,7 @@ def expectation_gap(
     n_views: int = 8,
     seed: int = 0,
     bank=None,
+    bank_bn: str = "train",
 ) -> dict[str, float]:
     """Does the predictor learn the expectation over augmentations? (Sec. 5 hypothesis)
 
@@ -192,10 +193,15 @@ def expectation_gap(
     Ē_x = normalise(mean_i F_θ(T(x; s_i))). Reports, over every view v,
     ``gap/cos_h_E`` = mean cos(h(F_θ(v)), Ē_x) and ``gap/cos_F_E`` =
     mean cos(F_θ(v), Ē_x); if h predicts the expectation the first is larger.
-    With a persistent bank (ema), also ``gap/cos_eta_E`` = mean cos(η_x, Ē_x).
     BN uses running statistics (eval mode); the model's mode is restored.
+    With a persistent bank (ema), also ``gap/cos_eta_E`` = mean cos(η_x, Ē_x), where
+    this Ē_x is computed in the BN mode the bank's targets were (``bank_bn``, the
+    E-step's: train-mode batch statistics by default, running statistics untouched).
+    Comparing train-mode η with an eval-mode Ē would measure the BN mode, not the
+    average: at init, with default running statistics, that cosine is about 0.
     """
     from .augment import augment, view_seeds  # local: evaluate is otherwise augmentation-free
+    from .variants import target_mode
 
     was_training = model.training
     model.eval()
@@ -204,8 +210,9 @@ def expectation_gap(
     x = data.images.index_select(0, idx)
     fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
     zs, ps = [], []
-    for v in range(n_views):
-        xv = augment(x, view_seeds(seed, -(10**6), idx, v), spec).contiguous(memory_format=fmt)
+    views = [augment(x, view_seeds(seed, -(10**6), idx, v), spec).contiguous(memory_format=fmt)
+             for v in range(n_views)]
+    for xv in views:
         z = model.encoder(xv).float()
         zs.append(F.normalize(z, dim=1))
         ps.append(F.normalize(model.predictor(z).float(), dim=1))
@@ -214,6 +221,9 @@ def expectation_gap(
     e_bar = F.normalize(z.mean(0), dim=1)  # (P, d)
     out = {"gap/cos_h_E": (p * e_bar).sum(-1).mean().item(), "gap/cos_F_E": (z * e_bar).sum(-1).mean().item()}
     if bank is not None:
-        eta = F.normalize(bank.read(idx)[:, 0].to(e_bar.device).float(), dim=1)
-        out["gap/cos_eta_E"] = (eta * e_bar).sum(-1).mean().item()
+        with target_mode(model, bank_bn):
+            e_bank = F.normalize(torch.stack([F.normalize(model.encoder(xv).float(), dim=1) for xv in views]).mean(0),
+                                 dim=1)
+        eta = F.normalize(bank.read(idx)[:, 0].to(e_bank.device).float(), dim=1)
+        out["gap/cos_eta_E"] = (eta * e_bank).sum(-1).mean().item()
     return out

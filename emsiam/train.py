@@ -165,7 +165,7 @@ def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = Non
     )
     metrics.update(expectation_gap(
         s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed,
-        bank=s.variant.expectation_bank(),
+        bank=s.variant.expectation_bank(), bank_bn=s.cfg.method.e_step_bn,
     ))
     record = {"epoch": epoch, "step": step, **(extra or {}), **metrics, "time/eval_s": time.perf_counter() - t0}
     s.run.log(record)

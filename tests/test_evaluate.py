@@ -63,3 +63,25 @@ def test_evaluate_leaves_backbone_unchanged():
     assert model.training  # mode restored
     assert all(p.grad is None for p in model.parameters())
     assert {"eval/knn_top1", "eval/linear_top1", "collapse/z_std_sqrt_d", "collapse/eff_rank"} <= set(out)
+
+
+def test_ema_bank_gap_compares_like_with_like(tmp_path):
+    """Right after the EMA bank's init pass (η_x = F_θ0(T(x)), train-mode BN), η is one
+    sample of the average Ē that the probe estimates, so cos(η, Ē) is high, and it does
+    not depend on the BN running statistics (still the defaults at init), which an
+    eval-mode Ē would."""
+    from emsiam.config import load_config
+    from emsiam.evaluate import expectation_gap
+    from emsiam.train import setup
+
+    from .conftest import TINY
+
+    s = setup(load_config(None, TINY + [f"out_dir={tmp_path}", "method.variant=ema", "name=gap"]))
+    s.variant.start(s.train.images, 256)
+    gap = expectation_gap(s.model, s.train, s.spec, 64, 4, bank=s.variant.expectation_bank())
+    assert gap["gap/cos_eta_E"] > 0.5, gap
+    for m in s.model.modules():  # running statistics far from the batch statistics: no effect
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+    again = expectation_gap(s.model, s.train, s.spec, 64, 4, bank=s.variant.expectation_bank())
+    assert abs(again["gap/cos_eta_E"] - gap["gap/cos_eta_E"]) < 1e-6
