@@ -40,17 +40,12 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from bench_io import device_label, write_json
+from bench_io import device_label, sync, write_json
 
 from emsiam.config import load_config
 from emsiam.train import autocast, setup, simsiam_step
 
 IMAGENET_N = 1_281_167
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bank_rates(path: str | Path) -> dict[str, float]:
@@ -111,10 +106,10 @@ def measure(args: argparse.Namespace) -> tuple[float, float, torch.device]:
             fn()
         for _ in range(args.steps):  # interleaved, so machine noise hits both
             for fn, out in ((step, pair), (fwd, one)):
-                _sync(device)
+                sync(device)
                 t = time.perf_counter()
                 fn()
-                _sync(device)
+                sync(device)
                 out.append((time.perf_counter() - t) / B)
         return statistics.median(pair), statistics.median(one), device
     finally:

@@ -23,7 +23,6 @@ import tempfile
 from collections import Counter
 from datetime import date
 
-import torch
 from bench_io import device_label, write_json
 from torch.profiler import ProfilerActivity, profile
 from variant_cost import Runner

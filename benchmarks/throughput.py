@@ -17,20 +17,14 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 from datetime import date
 
 import torch
-from bench_io import device_label, write_json
+from bench_io import batch_stream, device_label, rate, write_json
 
 from emsiam.alternation import m_step
 from emsiam.config import load_config
 from emsiam.train import autocast, setup, simsiam_step
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -48,40 +42,27 @@ def main() -> None:
     s = setup(cfg)  # the training run's own data, model, optimizer and augmentation
     device, B = s.device, cfg.optim.batch_size
     amp = lambda: autocast(cfg, device)  # noqa: E731
-    stream = ((idx, s.train.images.index_select(0, idx)) for e in range(10**6) for idx in s.batches.indices(e).split(B)
-              if len(idx) == B)
+    stream = batch_stream(s, B)
     idx, x = next(stream)
     premade = s.variant.views(x, idx, 0)
     step = 0
 
-    def e2e_block(n: int) -> float:
+    def e2e_step() -> None:
         """What fit() does per step: gather the batch, augment two views, SGD step."""
         nonlocal step
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            idx, x = next(stream)
-            m_step(s, idx, x, step % len(s.lrs))
-            step += 1
-        _sync(device)
-        return n * B / (time.perf_counter() - t0)
+        idx, x = next(stream)
+        m_step(s, idx, x, step % len(s.lrs))
+        step += 1
 
-    def model_block(n: int) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            simsiam_step(s.model, s.opt, *premade, amp())
-        _sync(device)
-        return n * B / (time.perf_counter() - t0)
+    def augment_step() -> None:
+        nonlocal step
+        idx, x = next(stream)
+        s.variant.views(x, idx, step)
+        step += 1
 
-    def augment_block(n: int) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        for i in range(n):
-            idx, x = next(stream)
-            s.variant.views(x, idx, i)
-        _sync(device)
-        return n * B / (time.perf_counter() - t0)
+    e2e_block = lambda n: rate(e2e_step, n, B, device)  # noqa: E731
+    model_block = lambda n: rate(lambda: simsiam_step(s.model, s.opt, *premade, amp()), n, B, device)  # noqa: E731
+    augment_block = lambda n: rate(augment_step, n, B, device)  # noqa: E731
 
     e2e_block(args.warmup)
     model_block(args.warmup)

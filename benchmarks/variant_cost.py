@@ -18,8 +18,7 @@ import tempfile
 import time
 from datetime import date
 
-import torch
-from bench_io import device_label, write_json
+from bench_io import device_label, sync, write_json
 
 from emsiam.alternation import m_step, outer_iterations
 from emsiam.config import load_config
@@ -35,11 +34,6 @@ VARIANTS = {
     "ema disk fp16": ["method.variant=ema", "method.bank=disk", "method.bank_dtype=fp16"],
     "momentum": ["method.variant=momentum"],
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class Runner:
@@ -60,7 +54,7 @@ class Runner:
     def run(self, n_groups: int) -> float:
         """Seconds per SGD step over n_groups outer iterations."""
         s, steps = self.s, 0
-        _sync(s.device)
+        sync(s.device)
         t0 = time.perf_counter()
         for _ in range(n_groups):
             group = self.next_group()
@@ -70,7 +64,7 @@ class Runner:
                 self.step += 1
                 steps += 1
         s.variant.end_epoch()  # commits the ema bank: charged every block, ~10x more often than in training
-        _sync(s.device)
+        sync(s.device)
         return (time.perf_counter() - t0) / steps
 
 

@@ -47,14 +47,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from bench_io import write_json
+from bench_io import batch_stream, rate, sync, write_json
 
 DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _machine(device: torch.device) -> dict:
@@ -173,31 +168,23 @@ def main() -> None:
         return loss.detach()
 
     # ---- throughput, interleaved
-    stream = ((idx, s.train.images.index_select(0, idx)) for e in range(10**6) for idx in s.batches.indices(e).split(B)
-              if len(idx) == B)
+    stream = batch_stream(s, B)
     dl = loader(cfg.seed)
     lstream = (views for e in range(10**6) for views, _ in dl)
     step = {"emsiam": 0, "lightly": 0}
     lead = args.lead_in if args.lead_in is not None else max(1, args.workers * args.prefetch_factor)
 
-    def ours(n: int) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            idx, x = next(stream)
-            m_step(s, idx, x, step["emsiam"] % len(s.lrs))
-            step["emsiam"] += 1
-        _sync(device)
-        return n * B / (time.perf_counter() - t0)
+    def our_step() -> None:
+        idx, x = next(stream)
+        m_step(s, idx, x, step["emsiam"] % len(s.lrs))
+        step["emsiam"] += 1
 
-    def theirs(n: int) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            lightly_step(model_l, opt_l, next(lstream), step["lightly"], s.lrs)
-            step["lightly"] += 1
-        _sync(device)
-        return n * B / (time.perf_counter() - t0)
+    def their_step() -> None:
+        lightly_step(model_l, opt_l, next(lstream), step["lightly"], s.lrs)
+        step["lightly"] += 1
+
+    ours = lambda n: rate(our_step, n, B, device)  # noqa: E731
+    theirs = lambda n: rate(their_step, n, B, device)  # noqa: E731
 
     print(f"device: {device}  preset {args.preset}  batch {B}  train images {len(s.train)}  "
           f"lightly {lightly.__version__} workers {args.workers}", flush=True)
@@ -248,7 +235,7 @@ def main() -> None:
             for idx, x, _ in s.batches.epoch(e):
                 m_step(s, idx, x, st)
                 st += 1
-        _sync(device)
+        sync(device)
         acc["emsiam_train_s"] = time.perf_counter() - t0
         acc["emsiam_knn_top1"] = knn(s.model)
         acc["emsiam_param_shift"] = shift(s.model)
@@ -263,7 +250,7 @@ def main() -> None:
             for views, _ in dl:
                 lightly_step(model_l, opt_l, views, st, lrs)
                 st += 1
-        _sync(device)
+        sync(device)
         del dl
         acc["lightly_train_s"] = time.perf_counter() - t0
         acc["lightly_knn_top1"] = knn(model_l)
