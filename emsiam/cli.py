@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import yaml
 
+from . import distributed
 from .config import ConfigError, load_config, presets, to_dict
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+    if distributed.env_rank() != 0:  # torchrun: rank 0 reports
         return 0
     final = records[-1] if records else {}
     summary = {k: round(v, 3) for k, v in final.items() if isinstance(v, float)}

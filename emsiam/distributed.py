@@ -26,7 +26,6 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from .banks import TargetBank
@@ -35,6 +34,12 @@ from .banks import TargetBank
 def env_world_size() -> int:
     """World size requested by the launcher (torchrun sets WORLD_SIZE); 1 when unset."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_rank() -> int:
+    """This process's rank as set by the launcher (torchrun sets RANK); 0 when unset.
+    Valid before the process group exists and after it is destroyed."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def active() -> bool:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_mod
 from . import distributed
-from .augment import RECIPES, AugmentSpec, augment, view_seeds
+from .augment import RECIPES, AugmentSpec
 from .config import Config, ConfigError, DataConfig, OptimConfig
 from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
