@@ -52,7 +52,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from analysis.results import ID_COLUMNS, collect, read_status, save_table
+from analysis.results import collect, read_status, save_table
 from emsiam.config import ConfigError, load_config
 from emsiam.runs import CKPT, read_metrics
 
