@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -64,6 +65,7 @@ _IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckp
                  "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path", "method.diag_every"}
 
 
+@functools.lru_cache(maxsize=1)
 def _config_defaults() -> dict[str, Any]:
     """Today's defaults, flattened: a config.yaml written before a field existed ran with
     the behaviour that field's default keeps, so missing fields read as their defaults."""
