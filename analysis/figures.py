@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from analysis import stats  # noqa: E402
+
 
 def _save(fig, stem: Path) -> list[Path]:
     stem = Path(stem)
@@ -57,6 +59,7 @@ KNN, LINEAR, LOSS = "eval/knn_top1", "eval/linear_top1", "train/loss"
 ZSTD, ZSTD_SQRT_D, INV_SQRT_D = "collapse/z_std", "collapse/z_std_sqrt_d", "collapse/inv_sqrt_d"
 GAP_H, GAP_F, GAP_ETA = "gap/cos_h_E", "gap/cos_F_E", "gap/cos_eta_E"
 STALENESS, AGE = "bank/staleness_cos", "bank/age_steps"
+INIT_WEIGHT = "bank/init_weight"  # ema: mean weight m^n of the initial targets η₀ left in the bank
 
 #: Config fields that differ between seeds of one configuration or do not change the run
 #: (``method.diag_every`` only sets how often the probes look: tests/test_alternation.py
@@ -140,22 +143,24 @@ class Group:
     def n(self) -> int:
         return len(self.runs)
 
+    def values(self, fn: Callable[[RunData], float | None]) -> dict[Any, float]:
+        """{seed: fn(run)} over the runs where it exists (seed from the run's config)."""
+        return {r.cfg.get("seed", i): v for i, r in enumerate(self.runs) if (v := fn(r)) is not None}
+
     def stat(self, fn: Callable[[RunData], float | None]) -> tuple[float, float, int]:
-        """mean, std (0 for one run) and count of ``fn(run)`` over the runs where it exists."""
+        """mean, sample std (ddof = 1; nan for one run) and count of ``fn(run)`` over the runs where it exists."""
         vals = [v for v in (fn(r) for r in self.runs) if v is not None]
-        if not vals:
-            return math.nan, math.nan, 0
-        return float(np.mean(vals)), float(np.std(vals)), len(vals)
+        return stats.mean(vals), stats.sample_std(vals), len(vals)
 
     def curve(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(epochs, mean, std) over the runs at each epoch where any run has ``metric``."""
+        """(epochs, mean, sample std (nan for one run)) over the runs at each epoch where any run has ``metric``."""
         per = [r.series(metric) for r in self.runs]
         epochs = sorted({float(x) for e, _ in per for x in e})
         mean, std = [], []
         for ep in epochs:
             vals = [v[e == ep][0] for e, v in per if np.any(e == ep)]
-            mean.append(np.mean(vals))
-            std.append(np.std(vals))
+            mean.append(stats.mean(vals))
+            std.append(stats.sample_std(vals))
         return np.array(epochs), np.array(mean), np.array(std)
 
 
@@ -251,7 +256,7 @@ def _ref_line(ax, g: Group, metric: str, color: str, name: str, fn=None) -> None
     m, s, n = g.stat(fn)
     if n == 0:
         return
-    ax.axhline(m, color=color, ls="--", lw=1.2, label=f"{name}: {m:.2f}" + (f" ± {s:.2f}" if n > 1 else ""))
+    ax.axhline(m, color=color, ls="--", lw=1.2, label=f"{name}: {m:.2f}" + (f" ± {s:.2f} (sd)" if n > 1 else ""))
     if n > 1 and s > 0:
         ax.axhspan(m - s, m + s, color=color, alpha=0.15)
 
@@ -287,11 +292,11 @@ def accuracy_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     xs = np.arange(len(kstep))
     for ax, (metric, ylabel) in zip(axes[0], metrics):
-        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in kstep]
-        mean = np.array([s[0] for s in stats])
-        std = np.array([s[1] for s in stats])
+        per_group = [g.stat(lambda r, m=metric: r.final(m)) for g in kstep]
+        mean = np.array([s[0] for s in per_group])
+        std = np.array([s[1] for s in per_group])
         ax.errorbar(xs, mean, yerr=std, fmt="o-", color="C0", capsize=4, label="k-step alternation")
-        for x, (m, s, n) in zip(xs, stats):
+        for x, (m, s, n) in zip(xs, per_group):
             if n:
                 ax.annotate(f"{m:.1f}", (x, m), textcoords="offset points", xytext=(6, 4), fontsize=7)
         for g in refs:
@@ -303,13 +308,13 @@ def accuracy_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
         ax.set(xlabel="k (SGD steps between target refreshes; log-spaced)", ylabel=ylabel,
                title=f"final {ylabel.split(' (')[0]} vs k")
         _finish(ax)
-    fig.suptitle(f"Multi-step alternation: mean ± std over seeds ({_scale(kstep)})", fontsize=9)
+    fig.suptitle(f"Multi-step alternation: mean ± sample std over seeds ({_scale(kstep)})", fontsize=9)
     fig.tight_layout()
     return _save(fig, stem)
 
 
 def learning_curves(runs_dir: Path, stem: Path) -> list[Path]:
-    """kNN top-1 against epoch, one line per configuration (mean over seeds, band = ± std)."""
+    """kNN top-1 against epoch, one line per configuration (mean over seeds, band = ± sample std)."""
     groups = [g for g in _groups(runs_dir) if g.stat(lambda r: r.final(KNN))[2]]
     if not groups:
         raise ValueError(f"learning_curves: no kNN evaluations under {runs_dir}")
@@ -321,7 +326,8 @@ def learning_curves(runs_dir: Path, stem: Path) -> list[Path]:
         ax.plot(e, m, marker=markers[i % len(markers)], ms=4, color=color, label=f"{g.label} (n={g.n})")
         if g.n > 1:
             ax.fill_between(e, m - s, m + s, color=color, alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="kNN top-1 (%)", title=f"kNN top-1 vs epoch, mean over seeds ({_scale(groups)})")
+    ax.set(xlabel="epoch", ylabel="kNN top-1 (%)",
+           title=f"kNN top-1 vs epoch, mean ± sample std over seeds ({_scale(groups)})")
     ax.title.set_fontsize(9)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
@@ -385,10 +391,10 @@ def ema_vs_m(runs_dir: Path, stem: Path) -> list[Path]:
     xs = np.arange(len(ema))
     for ax, metric, ylabel in [(axes[0], KNN, "final kNN top-1 (%)"),
                                (axes[1], ZSTD_SQRT_D, "final std(z)·√d (1 = no collapse)")]:
-        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in ema]
-        ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o-", color="C0", capsize=4,
+        per_group = [g.stat(lambda r, m=metric: r.final(m)) for g in ema]
+        ax.errorbar(xs, [s[0] for s in per_group], yerr=[s[1] for s in per_group], fmt="o-", color="C0", capsize=4,
                     label="moving-average η, no predictor")
-        for x, (m, s, n) in zip(xs, stats):
+        for x, (m, s, n) in zip(xs, per_group):
             if n:
                 ax.annotate(f"{m:.2f}" if metric == ZSTD_SQRT_D else f"{m:.1f}", (x, m),
                             textcoords="offset points", xytext=(6, 4), fontsize=7)
@@ -397,14 +403,15 @@ def ema_vs_m(runs_dir: Path, stem: Path) -> list[Path]:
         if metric == KNN:
             _init_line(ax, ema)
         else:
-            ax.axhline(0.5, color="gray", ls=":", lw=1, label="collapse threshold 0.5")
+            ax.axhline(stats.COLLAPSE_ZSTD, color="gray", ls=":", lw=1,
+                       label=f"collapse threshold {stats.COLLAPSE_ZSTD}")
             ax.set_ylim(0, 1.15)  # std(z)·√d <= 1 for unit vectors; headroom for the value labels
         ax.set_xticks(xs, [f"{float(g.get('method.ema_m')):g}" for g in ema])
         if metric == KNN:
             ax.margins(y=0.12)
         ax.set(xlabel="m (η ← m·η + (1−m)·F; categorical axis)", ylabel=ylabel, title=ylabel.split(" (")[0] + " vs m")
         _finish(ax)
-    fig.suptitle(f"Moving-average targets vs predictor: mean ± std over seeds ({_scale(ema)})", fontsize=9)
+    fig.suptitle(f"Moving-average targets vs predictor: mean ± sample std over seeds ({_scale(ema)})", fontsize=9)
     fig.tight_layout()
     return _save(fig, stem)
 
@@ -454,15 +461,15 @@ def staleness_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
     xs = np.arange(len(groups))
     for ax, metric, ylabel in [(axes[0], STALENESS, "staleness cos(cached η, current F)"),
                                (axes[1], AGE, "mean target age (SGD steps)")]:
-        stats = [g.stat(lambda r, m=metric: r.final(m)) for g in groups]
-        ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o-", capsize=4, color="C0",
-                    label="last epoch, mean ± std over seeds")
+        per_group = [g.stat(lambda r, m=metric: r.final(m)) for g in groups]
+        ax.errorbar(xs, [s[0] for s in per_group], yerr=[s[1] for s in per_group], fmt="o-", capsize=4, color="C0",
+                    label="last epoch, mean ± sample std over seeds")
         ax.margins(y=0.15)
-        for x, (m, s, n) in zip(xs, stats):
+        for x, (m, s, n) in zip(xs, per_group):
             if n:
                 ax.annotate(f"{m:.3f}" if metric == STALENESS else f"{m:.3g}", (x, m),
                             textcoords="offset points", xytext=(6, 4), fontsize=7)
-        if metric == AGE and all(s[2] for s in stats) and min(s[0] for s in stats) > 0:
+        if metric == AGE and all(s[2] for s in per_group) and min(s[0] for s in per_group) > 0:
             ax.set_yscale("log")
         ax.set_xticks(xs, [str(g.get("method.k")) for g in groups])
         ax.set(xlabel="k (SGD steps between target refreshes)", ylabel=ylabel, title=ylabel + " vs k")

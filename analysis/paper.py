@@ -3,13 +3,17 @@
 Source: Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021
 (arXiv 2011.10566); transcribed in ``shared/design/science.md``.  Values are
 linear-probe top-1 accuracy in percent unless a comment says otherwise.
-:func:`lookup` maps a run (its study, label and flattened config) to the paper's
-setting, number and source, or None.
+This is the one place for them: :data:`STUDY_NUMBERS` gives each study's run
+labels their number (the study scripts' ``PAPER`` dicts read it), :func:`lookup`
+maps a run (study, label, flattened config) to its setting, number and source,
+and :data:`CLAIMS` states the paper's findings as comparisons the report tests.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from analysis.stats import COLLAPSE_ZSTD
 
 #: What every number below measures.
 METRIC = "ImageNet linear top-1 % (ResNet-50, 100 ep)"
@@ -23,7 +27,7 @@ class PaperNumber(NamedTuple):
 
 
 # Figure 2 (Sec. 4.1): with / without stop-grad, predictor lr decayed; 67.7 is mean ± 0.1 of 5 trials.
-FIG2_STOPGRAD = PaperNumber("with stop-grad", 67.7, "Fig. 2", "learns")
+FIG2_STOPGRAD = PaperNumber("with stop-grad (predictor lr decayed)", 67.7, "Fig. 2", "learns")
 FIG2_NO_STOPGRAD = PaperNumber("without stop-grad", 0.1, "Fig. 2", "collapse")
 
 # Table 1 (Sec. 4.2): predictor ablation.
@@ -73,6 +77,111 @@ MEAN_INPUT = PaperNumber("target F(mean augmented input)", None, "Su (kexue.fm 7
 CIFAR10_LINEAR = 91.8
 
 
+#: Per study: run label -> the paper's number for that run (labels as in experiments/<study>.py).
+STUDY_NUMBERS: dict[str, dict[str, PaperNumber]] = {
+    "kstep_sweep": {"simsiam": SIMSIAM, "k1": SEC5_KSTEP[1], "k10": SEC5_KSTEP[10], "k100": SEC5_KSTEP[100],
+                    "kepoch": SEC5_KSTEP["epoch"]},
+    "ema_vs_predictor": {"ema_m0.8": SEC5_EMA, "simsiam": SIMSIAM, "simsiam_no_predictor": TABLE1["none"]},
+    "stopgrad": {"stopgrad": FIG2_STOPGRAD, "no_stopgrad": FIG2_NO_STOPGRAD},
+    "predictor_ablation": dict(TABLE1),
+    "symmetry": dict(SYMMETRY),
+    "mean_input": {"mean_input": MEAN_INPUT, "simsiam": SIMSIAM, "ema_m0.8": SEC5_EMA},
+}
+
+
+def study_numbers(study: str) -> dict[str, float | None]:
+    """{run label: paper value} of one study (None: the paper has no number)."""
+    return {label: pn.value for label, pn in STUDY_NUMBERS[study].items()}
+
+
+# ---------------------------------------------------------------------------------------
+# The paper's findings, as comparisons between configurations of one study
+# ---------------------------------------------------------------------------------------
+
+KNN, ZSTD_SQRT_D = "eval/knn_top1", "collapse/z_std_sqrt_d"
+#: ``Comparison.b`` meaning "the same runs as ``a``, at initialisation (epoch 0)".
+INIT = "@init"
+
+
+class Comparison(NamedTuple):
+    """The claim "a <direction> b" on the final value of ``metric``, tested over seeds.
+
+    ``a`` is a run label; ``b`` a run label (or a tuple of labels: the first present is
+    used), :data:`INIT`, or a number (a threshold). ``direction`` is ">" or "<";
+    ``paper_a``/``paper_b`` are the paper's values (None: none given)."""
+
+    a: str
+    b: str | tuple[str, ...] | float
+    direction: str
+    paper_a: float | None = None
+    paper_b: float | None = None
+    metric: str = KNN
+
+
+class Claim(NamedTuple):
+    """A finding of the paper; it holds when every comparison does."""
+
+    text: str
+    source: str
+    comparisons: tuple[Comparison, ...]
+
+
+_ONE_STEP = ("k1", "simsiam")  # 1-step ≡ SimSiam (paper Sec. 5; tests/test_alternation.py)
+
+
+def _collapses(label: str, paper_value: float | None) -> tuple[Comparison, ...]:
+    """The report's collapse criterion as two comparisons: kNN below init, z_std·√d below the threshold."""
+    return (Comparison(label, INIT, "<", paper_value, None),
+            Comparison(label, COLLAPSE_ZSTD, "<", None, None, ZSTD_SQRT_D))
+
+
+#: Per study, the claims the report tests (paired over seeds; see analysis/report.py).
+CLAIMS: dict[str, tuple[Claim, ...]] = {
+    "kstep_sweep": (
+        Claim("10-step ≥ 1-step", "Sec. 5 multi-step",
+              (Comparison("k10", _ONE_STEP, ">", SEC5_KSTEP[10].value, SEC5_KSTEP[1].value),)),
+        Claim("100-step ≥ 1-step", "Sec. 5 multi-step",
+              (Comparison("k100", _ONE_STEP, ">", SEC5_KSTEP[100].value, SEC5_KSTEP[1].value),)),
+        Claim("1-epoch < 1-step", "Sec. 5 multi-step",
+              (Comparison("kepoch", _ONE_STEP, "<", SEC5_KSTEP["epoch"].value, SEC5_KSTEP[1].value),)),
+    ),
+    "ema_vs_predictor": (
+        Claim("EMA η without predictor (m = 0.8) learns (above init) and stays below SimSiam", "Sec. 5",
+              (Comparison("ema_m0.8", INIT, ">", SEC5_EMA.value, None),
+               Comparison("ema_m0.8", "simsiam", "<", SEC5_EMA.value, SIMSIAM.value))),
+        Claim("no predictor collapses", "Table 1", _collapses("simsiam_no_predictor", TABLE1["none"].value)),
+    ),
+    "predictor_ablation": (
+        Claim("no predictor collapses", "Table 1", _collapses("none", TABLE1["none"].value)),
+        Claim("a fixed random predictor does not learn (not above init)", "Table 1",
+              (Comparison("fixed_random", INIT, "<", TABLE1["fixed_random"].value, None),)),
+        Claim("fixed predictor lr ≥ cosine-decayed predictor lr", "Table 1",
+              (Comparison("learned_fixed_lr", "learned_cosine_lr", ">", TABLE1["learned_fixed_lr"].value,
+                          TABLE1["learned_cosine_lr"].value),)),
+    ),
+    "stopgrad": (
+        Claim("without stop-grad it collapses", "Fig. 2", _collapses("no_stopgrad", FIG2_NO_STOPGRAD.value)),
+        Claim("with stop-grad it learns (above init)", "Fig. 2",
+              (Comparison("stopgrad", INIT, ">", FIG2_STOPGRAD.value, None),)),
+    ),
+    "symmetry": (
+        Claim("symmetric > asymmetric", "Sec. 4.6",
+              (Comparison("symmetric", "asymmetric", ">", SYMMETRY["symmetric"].value,
+                          SYMMETRY["asymmetric"].value),)),
+        Claim("2 view pairs (asymmetric) > 1 pair (asymmetric)", "Sec. 4.6",
+              (Comparison("asymmetric_2x", "asymmetric", ">", SYMMETRY["asymmetric_2x"].value,
+                          SYMMETRY["asymmetric"].value),)),
+        Claim("symmetric ≥ asymmetric with 2 view pairs", "Sec. 4.6",
+              (Comparison("symmetric", "asymmetric_2x", ">", SYMMETRY["symmetric"].value,
+                          SYMMETRY["asymmetric_2x"].value),)),
+    ),
+    "mean_input": (
+        Claim("(open question, no paper number) the F(x̄) target learns (above init)", "Su (kexue.fm 7980)",
+              (Comparison("mean_input", INIT, ">"),)),
+    ),
+}
+
+
 def _k(value: Any) -> Any:
     try:
         return int(value)
@@ -81,11 +190,10 @@ def _k(value: Any) -> Any:
 
 
 def lookup(study: str, label: str, cfg: dict[str, Any]) -> PaperNumber | None:
-    """The paper's number for a run of ``study`` named ``label`` with flattened config ``cfg``."""
-    if study == "symmetry" and label in SYMMETRY:
-        return SYMMETRY[label]
-    if study == "predictor_ablation" and label in TABLE1:
-        return TABLE1[label]
+    """The paper's number for a run of ``study`` named ``label`` with flattened config ``cfg``:
+    the study's own label first (:data:`STUDY_NUMBERS`), else by the config."""
+    if label in STUDY_NUMBERS.get(study, {}):
+        return STUDY_NUMBERS[study][label]
     variant = cfg.get("method.variant", "simsiam")
     predictor = cfg.get("method.predictor", "auto")
     if variant == "mean_input":

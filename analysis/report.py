@@ -1,21 +1,27 @@
-"""Markdown report of every study under a runs directory: figures, measured numbers, the paper's.
+"""Markdown report of every study under a runs directory: figures, measured numbers, the paper's claims.
 
     python -m analysis.report RUNS_DIR [--out RUNS_DIR/report]
 
 For each study directory found (``RUNS_DIR/<study>/<run>/``; run directories lying
 directly under RUNS_DIR form one study named after RUNS_DIR), the report renders
 the study's figures (:mod:`analysis.figures`) into the report folder, embeds them,
-and tabulates per configuration (seeds pooled): n seeds, epochs, data source and
-n_train, kNN at init and at the end (mean ± std), linear top-1 when logged,
-std(z)·√d, the paper's number (:mod:`analysis.paper`) and whether the paper's
-qualitative finding is reproduced, with the criterion used:
+and writes two tables:
 
-* collapse expected: yes if std(z)·√d < 0.5 and final kNN < kNN at init, partly if one holds;
-* "does not converge" expected: yes if final kNN does not beat init;
-* learning expected: yes if final kNN > init kNN and std(z)·√d ≥ 0.5, partly if only kNN beats init.
+* per configuration (seeds pooled): n seeds, epochs, data, kNN at init and at the
+  end, linear top-1 when logged, std(z)·√d, as mean ± sample std (ddof = 1) with the
+  95% t interval of the final kNN; the collapse state by the one stated criterion
+  (:func:`analysis.stats.collapse_state`); the paper's number (:mod:`analysis.paper`);
+* per claim of the paper (:data:`analysis.paper.CLAIMS`): each comparison as the
+  paired difference A − B over seeds (same seed: same init and data order), its
+  sample std and 95% t interval, and a verdict: "yes" when every interval lies on
+  the claimed side of 0, "no" when one lies on the other side, "unresolved" when one
+  covers 0 or rests on one seed.
 
-The paper's numbers are ImageNet linear top-1; this lab's numbers are usually CIFAR
-kNN after a few epochs, so only the qualitative finding is compared.
+An EMA configuration is "too short to judge" while the mean weight of the initial
+targets η₀ left in its bank (``bank/init_weight``; for runs that predate the metric,
+m^E after E epochs, marked "derived") exceeds 5%. The paper's numbers are ImageNet
+linear top-1; this lab's are usually CIFAR kNN after a few epochs, so only
+directions are compared, never values.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from analysis import figures as F
-from analysis import paper
+from analysis import paper, stats
 
 #: Figures per known study, in report order; unknown studies try every figure.
 STUDY_FIGURES = {
@@ -38,7 +45,20 @@ STUDY_FIGURES = {
     "mean_input": ["learning_curves", "expectation_gap"],
 }
 
-COLLAPSE_ZSTD = 0.5
+#: An EMA run is judged only once the initial targets weigh at most this much in its bank.
+EMA_MAX_INIT_WEIGHT = 0.05
+
+METRIC_NAMES = {F.KNN: "kNN", F.LINEAR: "linear", F.ZSTD_SQRT_D: "z_std·√d"}
+
+TABLE_NOTE = ("Cells: mean ± sample std (ddof = 1) over the n seeds of a configuration; kNN final also gives "
+              "the 95% t interval of the mean [lo, hi]; one seed: the value alone. "
+              f"Collapse column: {stats.COLLAPSE_CRITERION}; \"one sign\" when only one of the two holds "
+              "(the only sense in which this lab calls a run collapsed).")
+CLAIMS_NOTE = ("Claims: A − B paired by seed (same seed: same init and data order), final values; "
+               "mean ± sample std of the differences over n seeds, 95% t interval. "
+               "yes: every interval on the paper's side of 0; no: one on the other side; "
+               "unresolved: an interval covers 0, or one seed (no interval). "
+               "\"init\": the same runs at epoch 0; a number: a fixed threshold.")
 
 
 def find_studies(root: Path) -> list[tuple[str, Path]]:
@@ -58,62 +78,180 @@ def find_studies(root: Path) -> list[tuple[str, Path]]:
 
 
 def _fmt(m: float, s: float, n: int, digits: int = 1) -> str:
+    """"m ± s" (sample std), the value alone for one seed, "–" for none."""
     if n == 0 or math.isnan(m):
         return "–"
     return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
 
 
-def judge(expect: str, knn_init: float, knn_end: float, zs: float) -> tuple[str, str]:
-    """(verdict, criterion) for one configuration."""
-    have_init, have_z = not math.isnan(knn_init), not math.isnan(zs)
-    if math.isnan(knn_end):
-        return "no data", "no kNN evaluation"
-    beats = knn_end > knn_init if have_init else None
-    if expect == "collapse":
-        crit = f"collapse: z_std·√d < {COLLAPSE_ZSTD} and kNN below init"
-        checks = [c for c in ((zs < COLLAPSE_ZSTD) if have_z else None, (not beats) if have_init else None)
-                  if c is not None]
-        if not checks:
-            return "n/a", crit
-        return ("yes" if all(checks) else "partly" if any(checks) else "no"), crit
-    if expect == "fails":
-        crit = "does not converge: final kNN ≤ init kNN"
-        return ("n/a" if beats is None else "no" if beats else "yes"), crit
-    if expect == "learns":
-        crit = f"learns: final kNN > init kNN and z_std·√d ≥ {COLLAPSE_ZSTD}"
-        if beats is None:
-            return "n/a", crit
-        if beats and (not have_z or zs >= COLLAPSE_ZSTD):
-            return "yes", crit
-        return ("partly" if beats else "no"), crit
-    crit = "no paper number; beats init: final kNN > init kNN"
-    return ("n/a" if beats is None else f"({'beats' if beats else 'does not beat'} init)"), crit
+def _fmt_ci(x: stats.Summary, digits: int = 1) -> str:
+    """"m ± s [lo, hi]" with the 95% t interval; the value alone for one seed."""
+    if x.n < 2:
+        return _fmt(x.mean, x.sd, x.n, digits)
+    return f"{_fmt(x.mean, x.sd, x.n, digits)} [{x.lo:.{digits}f}, {x.hi:.{digits}f}]"
+
+
+def _last_epoch(run: F.RunData) -> int:
+    return int(run.records[-1].get("epoch") or 0)
+
+
+def finished(run: F.RunData) -> bool:
+    """The run reached its configured ``optim.epochs``."""
+    target = run.cfg.get("optim.epochs")
+    return target is None or _last_epoch(run) >= int(target)
+
+
+def init_weight(run: F.RunData) -> tuple[float, bool] | None:
+    """(mean weight of η₀ in the bank at the last evaluation, derived?) of an ema run, else None.
+
+    Logged as ``bank/init_weight``; runs written before that metric get m^E, E the epoch of
+    the last evaluation (each image's row is updated once per epoch), with derived = True."""
+    if run.cfg.get("method.variant") != "ema":
+        return None
+    logged = run.final(F.INIT_WEIGHT)
+    if logged is not None:
+        return logged, False
+    epochs, _ = run.series(F.KNN)
+    e = float(epochs[-1]) if len(epochs) else float(_last_epoch(run))
+    return float(run.cfg.get("method.ema_m", 0.0)) ** e, True
+
+
+def too_short(group: F.Group) -> str | None:
+    """"too short to judge: ..." for an ema configuration whose bank still holds more than
+    :data:`EMA_MAX_INIT_WEIGHT` of η₀ (largest over its runs), else None."""
+    weights = [w for w in (init_weight(r) for r in group.runs) if w is not None]
+    if not weights:
+        return None
+    w, derived = max(weights)
+    if w <= EMA_MAX_INIT_WEIGHT:
+        return None
+    how = f", derived as m^E = {float(group.get('method.ema_m')):g}^E" if derived else ""
+    return f"too short to judge: η₀ weight {w:.2f} > {EMA_MAX_INIT_WEIGHT}{how}"
 
 
 def study_table(name: str, groups: list[F.Group]) -> list[str]:
-    head = ("| configuration | n seeds | epochs | data (n_train) | kNN init | kNN final | linear final "
-            "| z_std·√d | paper setting | paper (" + paper.METRIC + ") | source | reproduced? | criterion |")
+    """One row per configuration (see module docstring)."""
+    head = ("| configuration | n seeds | epochs | data (n_train) | kNN init | kNN final [95% t] | linear final "
+            "| z_std·√d | collapse | paper setting | paper (" + paper.METRIC + ") | source | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for g in groups:
-        epochs = sorted({int(r.records[-1].get("epoch") or 0) for r in g.runs})
+        epochs = sorted({_last_epoch(r) for r in g.runs})
         target = g.get("optim.epochs")
         ep = "/".join(map(str, epochs)) + (f" of {target}" if target is not None and epochs != [target] else "")
         data = f"{g.get('data.source', '?')} ({g.get('data.n_train') or 'all'})"
         ki = g.stat(lambda r: r.init(F.KNN))
-        kf = g.stat(lambda r: r.final(F.KNN))
+        kf = stats.summarize(g.values(lambda r: r.final(F.KNN)).values())
         lf = g.stat(lambda r: r.final(F.LINEAR))
         zs = g.stat(lambda r: r.final(F.ZSTD_SQRT_D))
         pn = paper.lookup(name, g.label, g.cfg)
-        expect = pn.expect if pn else "unknown"
-        verdict, crit = judge(expect, ki[0], kf[0], zs[0])
-        if target is not None and min(epochs) < target:  # a run still going, or stopped early
-            verdict = f"incomplete ({verdict} so far)" if min(epochs) > 0 else "incomplete"
         pv = "–" if pn is None or pn.value is None else f"{pn.value:.1f}"
+        notes = []
+        unfinished = sum(not finished(r) for r in g.runs)
+        if unfinished:
+            notes.append(f"incomplete: {unfinished} of {g.n} runs short of {target} epochs")
         failed = sum(r.status == "failed" for r in g.runs)
-        label = g.label + (f" ({failed} failed)" if failed else "")
-        lines.append(f"| {label} | {g.n} | {ep} | {data} | {_fmt(*ki)} | {_fmt(*kf)} | {_fmt(*lf)} "
-                     f"| {_fmt(*zs, digits=2)} | {pn.setting if pn else '–'} | {pv} | {pn.source if pn else '–'} "
-                     f"| {verdict} | {crit} |")
+        if failed:
+            notes.append(f"{failed} failed")
+        if short := too_short(g):
+            notes.append(short)
+        lines.append(f"| {g.label} | {g.n} | {ep} | {data} | {_fmt(*ki)} | {_fmt_ci(kf)} | {_fmt(*lf)} "
+                     f"| {_fmt(*zs, digits=2)} | {stats.collapse_state(ki[0], kf.mean, zs[0])} "
+                     f"| {pn.setting if pn else '–'} | {pv} | {pn.source if pn else '–'} "
+                     f"| {'; '.join(notes) or '–'} |")
+    return lines
+
+
+class Tested(NamedTuple):
+    """One comparison of a claim, as measured."""
+
+    text: str  # e.g. "kNN: k10 > k1"
+    paired: stats.Paired | None  # None: a configuration has no finished runs
+    holds: bool | None  # True/False when the interval excludes 0, None otherwise
+    verdict: str
+    short: str | None  # an ema configuration too short to judge
+
+
+def check_comparison(by_label: dict[str, F.Group], c: paper.Comparison) -> Tested:
+    """Paired difference a − b over seeds (finished runs only) and whether it has the claimed sign."""
+    metric = METRIC_NAMES.get(c.metric, c.metric)
+    if isinstance(c.b, tuple):
+        b = next((lab for lab in c.b if lab in by_label), c.b[0])
+    else:
+        b = c.b
+    b_name = "init" if b == paper.INIT else f"{b:g}" if isinstance(b, (int, float)) else b
+    a_name = f"{c.a} final" if b == paper.INIT else c.a
+    text = f"{metric}: {a_name} {c.direction} {b_name}"
+    missing = [lab for lab in (c.a, b) if isinstance(lab, str) and lab != paper.INIT and lab not in by_label]
+    if missing:
+        return Tested(text, None, None, f"not run: no finished {' or '.join(missing)} runs", None)
+    ga = by_label[c.a]
+    a_vals = ga.values(lambda r: r.final(c.metric))
+    if b == paper.INIT:
+        b_vals = ga.values(lambda r: r.init(c.metric))
+    elif isinstance(b, (int, float)):
+        b_vals = dict.fromkeys(a_vals, float(b))
+    else:
+        b_vals = by_label[b].values(lambda r: r.final(c.metric))
+    p = stats.paired_difference(a_vals, b_vals)
+    verdict = stats.difference_verdict(p, a_name, b_name)
+    holds = None
+    if p.n >= 2 and (p.lo > 0 or p.hi < 0):
+        holds = (p.lo > 0) == (c.direction == ">")
+    groups = [ga] + ([by_label[b]] if isinstance(b, str) and b in by_label else [])
+    short = next((s for s in (too_short(g) for g in groups) if s), None)
+    return Tested(text, p, holds, verdict, short)
+
+
+def claim_verdict(tested: list[Tested]) -> str:
+    """yes / no / unresolved over a claim's comparisons; "too short to judge" overrides (EMA)."""
+    if any(t.paired is None for t in tested):
+        verdict = next(t.verdict for t in tested if t.paired is None)
+    elif all(t.holds is True for t in tested):
+        verdict = "yes"
+    elif any(t.holds is False for t in tested):
+        verdict = "no"
+    elif any(t.paired.n < 2 for t in tested):
+        verdict = "unresolved (one seed)"
+    else:
+        verdict = "unresolved (interval covers 0)"
+    short = next((t.short for t in tested if t.short), None)
+    return f"{short} (measured: {verdict})" if short and tested[0].paired is not None else verdict
+
+
+def _paper_pair(c: paper.Comparison) -> str:
+    def one(v):
+        return "–" if v is None else f"{v:.1f}"
+    if isinstance(c.b, (int, float)):
+        return f"{one(c.paper_a)} vs threshold"
+    b = "init" if c.b == paper.INIT else one(c.paper_b)
+    return f"{one(c.paper_a)} vs {b}"
+
+
+def claims_table(name: str, groups: list[F.Group]) -> list[str]:
+    """One row per comparison of each claim of ``name`` (:data:`analysis.paper.CLAIMS`); [] if none."""
+    claims = paper.CLAIMS.get(name, ())
+    if not claims:
+        return []
+    by_label = {}
+    for g in groups:
+        done = [r for r in g.runs if finished(r)]
+        if done:
+            by_label[g.label] = F.Group(g.label, done)
+    head = ("| claim | source | paper (A vs B) | comparison A vs B | n seeds | A − B mean ± sd | 95% t interval "
+            "| comparison | claim verdict |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for claim in claims:
+        tested = [check_comparison(by_label, c) for c in claim.comparisons]
+        verdict = claim_verdict(tested)
+        for i, (c, t) in enumerate(zip(claim.comparisons, tested)):
+            p = t.paired
+            n = "–" if p is None else str(p.n)
+            diff = "–" if p is None or p.n == 0 else _fmt(p.mean, p.sd, p.n, 2)
+            ci = "–" if p is None or p.n < 2 else f"[{p.lo:.2f}, {p.hi:.2f}]"
+            first = i == 0
+            lines.append(f"| {claim.text if first else '… and'} | {claim.source if first else ''} "
+                         f"| {_paper_pair(c)} | {t.text} | {n} | {diff} | {ci} | {t.verdict} "
+                         f"| {verdict if first else ''} |")
     return lines
 
 
@@ -147,9 +285,11 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
     if not studies:
         raise ValueError(f"no studies (run directories or su_dynamics results) under {runs_dir}")
     md = [f"# Report: {runs_dir}", "",
-          "Measured: kNN top-1 (%) on this lab's data, mean ± std over seeds (seeds pooled per configuration). "
-          f"Paper: {paper.METRIC}, Chen & He (CVPR 2021). Only the qualitative finding is compared "
-          "(\"reproduced?\"; criterion per row).", ""]
+          "Measured: kNN top-1 (%) on this lab's data (seeds pooled per configuration). "
+          f"Paper: {paper.METRIC}, Chen & He (CVPR 2021); only the direction of each claim is compared.", "",
+          TABLE_NOTE, "", CLAIMS_NOTE, "",
+          f"EMA: \"too short to judge\" while the initial targets η₀ weigh more than {EMA_MAX_INIT_WEIGHT} "
+          "in the bank (bank/init_weight at the last evaluation; \"derived\": m^E after E epochs).", ""]
     for name, study_dir in studies:
         md += [f"## {name}", ""]
         images, notes = _render(name, study_dir, out)
@@ -159,6 +299,9 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
         groups = F.group_runs(runs)
         if groups:
             md += study_table(name, groups) + [""]
+            claims = claims_table(name, groups)
+            if claims:
+                md += [f"Claims of the paper, tested on these runs ({name}):", ""] + claims + [""]
         elif not images:
             md += ["_No finished evaluations yet._", ""]
         for img in images:

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, NamedTuple
 
 #: Collapse threshold on std(l2-normalised z)·√d (1 for an isotropic spread, 0 for one point).
 COLLAPSE_ZSTD = 0.5
-COLLAPSE_CRITERION = f"collapsed: final z_std·√d < {COLLAPSE_ZSTD} and final kNN < kNN at init (both)"
+COLLAPSE_CRITERION = f"collapsed when final z_std·√d < {COLLAPSE_ZSTD} and final kNN < kNN at init (both)"
 
 
 def mean(xs: Iterable[float]) -> float:

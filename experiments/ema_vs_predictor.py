@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
 
-#: Linear top-1 (%), paper Sec. 5 and Table 1.
-PAPER = {"ema_m0.8": 55.0, "simsiam": 68.1, "simsiam_no_predictor": 0.1}
+#: The paper's number per run label (analysis/paper.py holds them all).
+PAPER = study_numbers("ema_vs_predictor")
 
 STUDY = Study(
     name="ema_vs_predictor",

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
 
-#: Linear top-1 (%), paper Sec. 5 multi-step table.
-PAPER = {"simsiam": 68.1, "k1": 68.1, "k10": 68.7, "k100": 68.9, "kepoch": 67.0}
+#: The paper's number per run label (analysis/paper.py holds them all).
+PAPER = study_numbers("kstep_sweep")
 
 STUDY = Study(
     name="kstep_sweep",

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
 
-#: Linear top-1 (%) of the reference runs (paper Sec. 5 / Table 1); mean_input has none.
-PAPER = {"simsiam": 68.1, "ema_m0.8": 55.0, "mean_input": None}
+#: The paper's number per run label (analysis/paper.py holds them all).
+PAPER = study_numbers("mean_input")
 
 STUDY = Study(
     name="mean_input",

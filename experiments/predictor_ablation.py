@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
 
-#: Linear top-1 (%), paper Table 1.
-PAPER = {"none": 0.1, "fixed_random": 1.5, "learned_cosine_lr": 67.7, "learned_fixed_lr": 68.1}
+#: The paper's number per run label (analysis/paper.py holds them all).
+PAPER = study_numbers("predictor_ablation")
 
 STUDY = Study(
     name="predictor_ablation",

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
 
-#: Linear top-1 (%), paper Fig. 2 (mean of 5 trials with stop-grad).
-PAPER = {"stopgrad": 67.7, "no_stopgrad": 0.1}
+#: The paper's number per run label (analysis/paper.py holds them all).
+PAPER = study_numbers("stopgrad")
 
 STUDY = Study(
     name="stopgrad",

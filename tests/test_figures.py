@@ -19,13 +19,16 @@ def write_run(root: Path, name: str, overrides: list[str], records: list[dict], 
 
 
 def fake_records(knn_end: float, zs: float, kstep: bool = False, ema: bool = False, linear: bool = False,
-                 epochs: int = 3) -> list[dict]:
+                 epochs: int = 3, init_weight: float | None = None) -> list[dict]:
+    """Records of a fake run; ``init_weight``: an ema run logging bank/init_weight, that value at the end."""
     def ev(epoch, knn, z):
         r = {"eval/knn_top1": knn, "collapse/z_std": z / 5.66, "collapse/z_std_sqrt_d": z,
              "collapse/inv_sqrt_d": 1 / 5.66, "collapse/eff_rank": 10.0, "gap/cos_h_E": 0.5 + 0.1 * epoch,
              "gap/cos_F_E": 0.9 - 0.05 * epoch}
         if ema:
             r["gap/cos_eta_E"] = 0.2 * epoch
+            if init_weight is not None:
+                r["bank/init_weight"] = init_weight ** (epoch / epochs)
         if linear:
             r["eval/linear_top1"] = knn + 3
         return r
@@ -92,4 +95,9 @@ def test_grouping_pools_seeds(fake_runs):
     assert by_label["simsiam"].n == 2 and by_label["k10"].n == 2 and by_label["nosg"].n == 1
     assert "pending" not in by_label  # no metrics yet: skipped
     mean, std, n = by_label["simsiam"].stat(lambda r: r.final(figures.KNN))
-    assert n == 2 and mean == pytest.approx(40.5) and std == pytest.approx(0.5)
+    assert n == 2 and mean == pytest.approx(40.5) and std == pytest.approx(0.5**0.5)  # sample std, ddof = 1
+    assert by_label["simsiam"].values(lambda r: r.final(figures.KNN)) == {0: 40.0, 1: 41.0}  # keyed by seed
+    mean, std, n = by_label["nosg"].stat(lambda r: r.final(figures.KNN))
+    assert n == 1 and mean == 20.0 and std != std  # one run: no spread (nan)
+    e, m, s = by_label["simsiam"].curve(figures.KNN)
+    assert s[-1] == pytest.approx(0.5**0.5)

@@ -1,15 +1,39 @@
-import numpy as np
+import importlib
+import math
 
-from analysis import report
+import numpy as np
+import pytest
+
+from analysis import figures, paper, report
 from tests.test_figures import fake_records, write_run
 
 
 def make_root(tmp_path):
     root = tmp_path / "runs"
+    ks = root / "kstep_sweep"
     for seed in (0, 1):
-        write_run(root / "kstep_sweep", f"simsiam_s{seed}", [f"seed={seed}"], fake_records(40 + seed, 0.9))
-        write_run(root / "kstep_sweep", f"k10_s{seed}", [f"seed={seed}", "method.variant=kstep", "method.k=10"],
-                  fake_records(39, 0.95, kstep=True))
+        s = [f"seed={seed}"]
+        write_run(ks, f"simsiam_s{seed}", s, fake_records(40 + seed, 0.9))
+        write_run(ks, f"k1_s{seed}", s + ["method.variant=kstep", "method.k=1"], fake_records(40 + seed, 0.9, kstep=True))
+        # k10 - k1 = -1, -2: the interval covers 0
+        write_run(ks, f"k10_s{seed}", s + ["method.variant=kstep", "method.k=10"], fake_records(39, 0.95, kstep=True))
+        # k100 - k1 = +2, +2 and kepoch - k1 = +5, +5: resolved, one each way
+        write_run(ks, f"k100_s{seed}", s + ["method.variant=kstep", "method.k=100"],
+                  fake_records(42 + seed, 0.95, kstep=True))
+        write_run(ks, f"kepoch_s{seed}", s + ["method.variant=kstep", "method.k=epoch"],
+                  fake_records(45 + seed, 0.95, kstep=True))
+    ema = root / "ema_vs_predictor"
+    for seed in (0, 1):
+        s = [f"seed={seed}"]
+        write_run(ema, f"simsiam_s{seed}", s + ["method.predictor=learned"], fake_records(40 + seed, 0.9))
+        write_run(ema, f"simsiam_no_predictor_s{seed}", s + ["method.predictor=none"], fake_records(20 + seed, 0.1))
+        ema_run = s + ["method.variant=ema", "method.predictor=none"]
+        # logs bank/init_weight (0.51 at the end), beats init, below SimSiam by 2 each seed
+        write_run(ema, f"ema_m0.8_s{seed}", ema_run + ["method.ema_m=0.8"],
+                  fake_records(38 + seed, 0.9, ema=True, init_weight=0.51))
+        # no bank/init_weight column (older runs): derived 0.5^3 = 0.125
+        write_run(ema, f"ema_m0.5_s{seed}", ema_run + ["method.ema_m=0.5"], fake_records(39, 0.9, ema=True))
+        write_run(ema, f"ema_m0.0_s{seed}", ema_run + ["method.ema_m=0.0"], fake_records(39, 0.9, ema=True))
     write_run(root / "stopgrad", "stopgrad_s0", ["method.stopgrad=true"], fake_records(40, 0.9))
     write_run(root / "stopgrad", "no_stopgrad_s0", ["method.stopgrad=false"], fake_records(20, 0.1))
     write_run(root / "mystery", "thing_s0", ["method.variant=mean_input"], fake_records(35, 0.8))
@@ -21,24 +45,144 @@ def make_root(tmp_path):
     return root
 
 
-def test_report_builds(tmp_path, capsys):
-    root = make_root(tmp_path)
-    assert report.main([str(root), "--out", str(tmp_path / "rep")]) == 0
-    assert "report.md" in capsys.readouterr().out
-    md = (tmp_path / "rep" / "report.md").read_text()
-    for heading in ("## kstep_sweep", "## stopgrad", "## mystery", "## su_dynamics"):
+def _rows(md: str, section: str) -> list[str]:
+    part = md.split(f"## {section}\n")[1].split("\n## ")[0]
+    return [line for line in part.splitlines() if line.startswith("| ")]
+
+
+def _config_rows(md: str, section: str) -> dict[str, str]:
+    rows = _rows(md, section)
+    end = next(i for i, r in enumerate(rows[1:], 1) if r.startswith("| claim |")) if any(
+        r.startswith("| claim |") for r in rows) else len(rows)
+    return {r.split("|")[1].strip(): r for r in rows[1:end]}
+
+
+def _claim_rows(md: str, section: str) -> list[str]:
+    rows = _rows(md, section)
+    return rows[next(i for i, r in enumerate(rows) if r.startswith("| claim |")) + 1:]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    root = make_root(tmp)
+    assert report.main([str(root), "--out", str(tmp / "rep")]) == 0
+    return tmp / "rep", (tmp / "rep" / "report.md").read_text()
+
+
+def test_report_builds(built):
+    out, md = built
+    for heading in ("## kstep_sweep", "## stopgrad", "## mystery", "## su_dynamics", "## ema_vs_predictor"):
         assert heading in md
-    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "mean ± sample std (ddof = 1)" in md and "95% t interval" in md
+    assert stats_criterion() in md
+    rows = _config_rows(md, "kstep_sweep")
     assert "| 2 |" in rows["k10"] and "10-step" in rows["k10"] and "68.7" in rows["k10"]
-    assert "39.0 ± 0.0" in rows["k10"] and "| yes |" in rows["k10"]
-    assert "40.5 ± 0.5" in rows["simsiam"]
-    assert "without stop-grad" in rows["no_stopgrad"] and "| yes |" in rows["no_stopgrad"]
-    assert "collapse" in rows["no_stopgrad"]
-    assert "thing" in rows  # unknown study: generic table
+    assert "| 39.0 ± 0.0 [39.0, 39.0] |" in rows["k10"]
+    # 40 and 41: sample std 0.71 (not np.std's 0.5), 95% t interval 40.5 ± 12.706 · 0.707 / √2
+    assert "| 40.5 ± 0.7 [34.1, 46.9] |" in rows["simsiam"]
+    assert "| not collapsed |" in rows["simsiam"]
+    sg = _config_rows(md, "stopgrad")
+    assert "without stop-grad" in sg["no_stopgrad"] and "| collapsed |" in sg["no_stopgrad"]
+    assert "| 20.0 |" in sg["no_stopgrad"]  # one seed: the value alone
+    assert "thing" in _config_rows(md, "mystery")  # unknown study: generic table, no claims
+    assert not any(r.startswith("| claim |") for r in _rows(md, "mystery"))
     for img in ("kstep_sweep/accuracy_vs_k.png", "kstep_sweep/staleness_vs_k.png",
                 "stopgrad/stopgrad_panels.png", "su_dynamics/su_phase.png", "mystery/learning_curves.png"):
         assert f"]({img})" in md
-        assert (tmp_path / "rep" / img).stat().st_size > 0
+        assert (out / img).stat().st_size > 0
+
+
+def stats_criterion():
+    from analysis.stats import COLLAPSE_CRITERION
+    return COLLAPSE_CRITERION
+
+
+def test_kstep_claims_are_paired_over_seeds(built):
+    _, md = built
+    rows = _claim_rows(md, "kstep_sweep")
+    by_claim = {r.split("|")[1].strip(): r for r in rows}
+    # k10 - k1 = -1, -2 -> mean -1.50, sd 0.71, interval covers 0
+    assert "kNN: k10 > k1" in by_claim["10-step ≥ 1-step"]
+    assert "| 2 | -1.50 ± 0.71 | [-7.85, 4.85] | unresolved | unresolved (interval covers 0) |" \
+        in by_claim["10-step ≥ 1-step"]
+    assert "68.7 vs 68.1" in by_claim["10-step ≥ 1-step"]
+    assert "| k100 > k1 | yes |" in by_claim["100-step ≥ 1-step"]
+    assert "| kepoch > k1 | no |" in by_claim["1-epoch < 1-step"]
+
+
+def test_ema_claims_and_too_short(built):
+    _, md = built
+    rows = _config_rows(md, "ema_vs_predictor")
+    assert "too short to judge: η₀ weight 0.51 > 0.05 |" in rows["ema_m0.8"]  # logged, not derived
+    assert "too short to judge: η₀ weight 0.12 > 0.05, derived as m^E = 0.5^E" in rows["ema_m0.5"]
+    assert "too short" not in rows["ema_m0.0"] and "too short" not in rows["simsiam"]
+    claims = _claim_rows(md, "ema_vs_predictor")
+    ema = [r for r in claims if "ema_m0.8" in r]
+    assert len(ema) == 2 and ema[0].startswith("| EMA η without predictor")
+    assert "kNN: ema_m0.8 final > init" in ema[0] and "| ema_m0.8 final > init |" in ema[0]
+    assert "kNN: ema_m0.8 < simsiam" in ema[1] and "| -2.00 ± 0.00 |" in ema[1] and "| ema_m0.8 < simsiam |" in ema[1]
+    assert "too short to judge: η₀ weight 0.51 > 0.05 (measured: yes)" in ema[0]
+    collapse = [r for r in claims if "simsiam_no_predictor" in r]
+    assert "no predictor collapses" in collapse[0] and "| yes |" in collapse[0]
+    assert "z_std·√d: simsiam_no_predictor < 0.5" in collapse[1]
+
+
+def test_one_seed_claims_say_so(built):
+    _, md = built
+    rows = _claim_rows(md, "stopgrad")
+    assert rows[0].startswith("| without stop-grad it collapses")
+    assert "one seed: unresolved" in rows[0] and "unresolved (one seed)" in rows[0] and "| yes |" not in rows[0]
+
+
+def _ema_run(tmp_path, name, records, m="0.8"):
+    d = write_run(tmp_path, name, ["method.variant=ema", f"method.ema_m={m}", "method.predictor=none"], records)
+    return figures.load_runs(d)[0]
+
+
+def test_init_weight_rule(tmp_path):
+    derived = _ema_run(tmp_path, "a_s0", fake_records(39, 0.9, ema=True))  # 3 epochs, no column
+    assert report.init_weight(derived) == (pytest.approx(0.8**3), True)
+    assert "derived" in report.too_short(figures.Group("a", [derived]))
+    logged = _ema_run(tmp_path, "b_s0", fake_records(39, 0.9, ema=True, init_weight=0.01))
+    assert report.init_weight(logged) == (pytest.approx(0.01), False)  # the logged value wins over m^E
+    assert report.too_short(figures.Group("b", [logged])) is None
+    edge = _ema_run(tmp_path, "c_s0", fake_records(39, 0.9, ema=True, init_weight=0.06))
+    assert report.too_short(figures.Group("c", [edge])).startswith("too short to judge: η₀ weight 0.06")
+    m0 = _ema_run(tmp_path, "d_s0", fake_records(39, 0.9, ema=True), m="0.0")
+    assert report.init_weight(m0) == (0.0, True) and report.too_short(figures.Group("d", [m0])) is None
+    plain = figures.load_runs(write_run(tmp_path, "e_s0", [], fake_records(39, 0.9)))[0]
+    assert report.init_weight(plain) is None
+
+
+def test_claim_verdicts():
+    p_up = report.stats.paired_difference({0: 3.0, 1: 4.0, 2: 5.0}, {0: 1.0, 1: 1.0, 2: 1.0})
+    t_yes = report.Tested("x", p_up, True, "A > B", None)
+    t_open = report.Tested("y", report.stats.paired_difference({0: 1.0, 1: 3.0}, {0: 2.0, 1: 2.0}), None,
+                           "unresolved", None)
+    t_no = report.Tested("z", p_up, False, "A > B", None)
+    t_one = report.Tested("w", report.stats.paired_difference({0: 1.0}, {0: 2.0}), None, "one seed", None)
+    assert report.claim_verdict([t_yes]) == "yes"
+    assert report.claim_verdict([t_yes, t_open]) == "unresolved (interval covers 0)"
+    assert report.claim_verdict([t_yes, t_no]) == "no"
+    assert report.claim_verdict([t_one]) == "unresolved (one seed)"
+    short = t_yes._replace(short="too short to judge: η₀ weight 0.64 > 0.05")
+    assert report.claim_verdict([short]) == "too short to judge: η₀ weight 0.64 > 0.05 (measured: yes)"
+
+
+@pytest.mark.parametrize("study", sorted(paper.STUDY_NUMBERS))
+def test_paper_numbers_have_one_home(study):
+    mod = importlib.import_module(f"experiments.{study}")
+    labels = set(mod.STUDY.runs)
+    assert mod.PAPER == paper.study_numbers(study) and set(mod.PAPER) <= labels
+    for claim in paper.CLAIMS.get(study, ()):
+        for c in claim.comparisons:
+            assert c.a in labels and c.direction in "<>"
+            bs = c.b if isinstance(c.b, tuple) else (c.b,)
+            assert any(b in labels or b == paper.INIT or isinstance(b, float) for b in bs)
+            for label, value in ((c.a, c.paper_a), (bs[0], c.paper_b)):
+                if value is not None and label in mod.PAPER:
+                    assert mod.PAPER[label] == value
 
 
 def test_report_flat_dir_default_out(tmp_path):
@@ -48,18 +192,13 @@ def test_report_flat_dir_default_out(tmp_path):
     assert "## kstep_sweep" in path.read_text()
 
 
-def test_judge():
-    assert report.judge("collapse", 40, 30, 0.2)[0] == "yes"
-    assert report.judge("collapse", 40, 45, 0.2)[0] == "partly"
-    assert report.judge("learns", 40, 45, 0.9)[0] == "yes"
-    assert report.judge("learns", 40, 35, 0.9)[0] == "no"
-    assert report.judge("fails", 40, 39, 0.9)[0] == "yes"
-
-
 def test_unfinished_run_is_not_judged_complete(tmp_path):
     root = tmp_path / "runs"
     records = fake_records(20, 0.1)
     write_run(root / "stopgrad", "no_stopgrad_s0", ["method.stopgrad=false"], records[:-1])
+    write_run(root / "stopgrad", "stopgrad_s0", ["method.stopgrad=true"], fake_records(40, 0.9))
     md = report.build_report(root, tmp_path / "rep").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| no_stopgrad"))
-    assert "incomplete" in row and "| yes |" not in row
+    assert "incomplete: 1 of 1 runs short of 3 epochs" in row
+    claim = next(line for line in md.splitlines() if line.startswith("| without stop-grad it collapses"))
+    assert "not run: no finished no_stopgrad runs" in claim and not math.isnan(0)
