@@ -11,8 +11,10 @@ sweep adds ``status.json`` (``{"status": "done"|"failed"|"running", ...}``).
   ``collapse/z_std_sqrt_d``, ``gap/cos_h_E``, ``bank/staleness_cos``, ...);
 * every config field, flattened with dotted names (``method.k``, ``optim.epochs``).
 
-Only records with an evaluation (``eval/knn_top1``) become rows; runs that
-failed before their first evaluation still get one row so failures show up.
+Only records with an evaluation (``eval/knn_top1``) become rows, one per
+(run, epoch): if an epoch was logged twice (a run resumed after a crash) the
+last record wins. Runs that failed before their first evaluation still get one
+row so failures show up.
 """
 
 from __future__ import annotations
@@ -52,19 +54,31 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """JSON records of a metrics file; lines cut short by an interrupted write are skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
 def read_run(run_dir: Path, root: Path) -> list[dict[str, Any]]:
     """Rows of one run (see module docstring)."""
     cfg = _flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-    records = []
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    records = _read_records(run_dir / "metrics.jsonl")
     status = read_status(run_dir)
     finished = bool(records) and records[-1].get("epoch") == cfg.get("optim.epochs")
     state = status.get("status", "done" if finished else "incomplete")
     rel = run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name
     ident = {"run": rel, "study": rel.split("/")[0] if "/" in rel else "", "status": state}
-    evals = [r for r in records if "eval/knn_top1" in r]
+    evals = list({r.get("epoch"): r for r in records if "eval/knn_top1" in r}.values())  # last record per epoch
     if not evals:
         evals = [{"epoch": None, "step": None}]
     return [{**ident, **r, **cfg} for r in evals]

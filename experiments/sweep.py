@@ -14,16 +14,27 @@ nothing) and ``--set ...`` (overrides for every run; they win over the study's).
 Layout: ``OUT/<study>/<label>_s<seed>/`` is an ordinary run directory
 (:mod:`emsiam.runs`) plus
 
-* ``status.json``: ``status`` (running | done | failed), ``error`` (last lines of the
+* ``status.json``: ``status`` (running | done | failed | interrupted), ``error`` (last lines of the
   child's stderr), ``overrides``, ``command``, ``returncode``, ``wall_s``, ``started``,
   ``finished`` (ISO times), ``resumed``; written atomically. The training code only
   refuses a directory holding a checkpoint or metrics, so these files may sit there
   from the start, and :func:`analysis.results.read_status` finds them.
 * ``log.txt``: the child's stdout and stderr (appended on every attempt).
 
-A second invocation skips runs whose status is ``done`` (or whose metrics already
-reach ``optim.epochs``), resumes (``resume=true``) runs with a checkpoint but no
-``done`` status, and retries failed runs. A failing run never stops the others.
+A second invocation skips runs whose metrics reach ``optim.epochs``, resumes
+(``resume=true``) runs with a checkpoint, restarts from scratch runs that stopped
+before their first checkpoint (``resume=true`` on a run without checkpoint; the
+saved config is still compared), and retries failed runs. A failing run never
+stops the others. ``status.json`` is made to agree with the run's files first: a
+``running`` status whose run no longer holds its directory's lock (the runner was
+killed) becomes ``interrupted``; a run whose lock is held by a live process is left
+alone (``busy``).
+
+Each child runs in its own process group and, on Linux, gets SIGKILL when the
+runner dies (``PR_SET_PDEATHSIG``), so ``kill -9`` of the runner leaves no orphan.
+Ctrl-C or SIGTERM stops the whole sweep: running children get SIGTERM (SIGKILL
+after :data:`GRACE_S` seconds) and are recorded as ``interrupted``, no further run
+starts, the tables of what finished are written, and the runner exits with 130.
 Changing a run's settings (``--epochs``, ``--data``, ...) for a directory that already
 holds a run makes that run fail with the config diff; use another ``--out``.
 
@@ -36,16 +47,19 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
+import ctypes.util
 import datetime as dt
 import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,10 +68,16 @@ import pandas as pd
 
 from analysis.results import collect, read_status, save_table
 from emsiam.config import ConfigError, load_config
-from emsiam.runs import CKPT, read_metrics
+from emsiam.runs import CKPT, lock_holder, read_metrics
 
 #: Lines of the child's stderr kept in ``status.json["error"]``.
 ERROR_LINES = 20
+#: Seconds a child gets after SIGTERM (on Ctrl-C) before SIGKILL.
+GRACE_S = 10.0
+#: Exit status of an interrupted sweep (as a shell reports Ctrl-C).
+EXIT_INTERRUPTED = 130
+#: Child return codes that mean "stopped from outside", not "failed".
+INTERRUPT_RCS = {130, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM}
 
 
 @dataclass
@@ -102,7 +122,7 @@ class RunSpec:
     preset: str
     overrides: list[str]  # full list given to the child (without resume=true)
     epochs: int | None = None  # resolved optim.epochs (None if the config is invalid)
-    action: str = "run"  # run | resume | skip | invalid
+    action: str = "run"  # run | resume | skip | busy | invalid
     reason: str = ""
 
     @property
@@ -145,21 +165,50 @@ def expand(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] = 1,
     return specs
 
 
+def _finished(spec: RunSpec, recs: list[dict]) -> bool:
+    return bool(recs) and recs[-1].get("epoch") == spec.epochs
+
+
 def plan(spec: RunSpec) -> RunSpec:
-    """Decide what to do with a run directory: run, resume, skip (or keep ``invalid``)."""
+    """Decide what to do with a run directory from its files (not from ``status.json`` alone):
+    skip (metrics reach the last epoch), busy (a live process holds its lock), resume
+    (a checkpoint, or a saved config without one: restarted from scratch), run (or keep
+    ``invalid``)."""
     if spec.action == "invalid":
         return spec
-    status = read_status(spec.run_dir)
+    status = read_status(spec.run_dir).get("status")
     recs = read_metrics(spec.run_dir)
-    if status.get("status") == "done":
-        spec.action, spec.reason = "skip", "status done"
-    elif recs and recs[-1].get("epoch") == spec.epochs:
+    holder = lock_holder(spec.run_dir)
+    if _finished(spec, recs):
         spec.action, spec.reason = "skip", f"metrics reach epoch {spec.epochs}"
+    elif holder is not None:
+        spec.action, spec.reason = "busy", f"in use by pid {holder.get('pid')} on {holder.get('host')}"
     elif (spec.run_dir / CKPT).exists():
         spec.action, spec.reason = "resume", f"checkpoint at epoch {recs[-1].get('epoch') if recs else '?'}"
+    elif (spec.run_dir / "config.yaml").exists():
+        spec.action, spec.reason = "resume", "restart from scratch: stopped before its first checkpoint"
     else:
-        spec.action, spec.reason = "run", ("retry after failure" if status.get("status") == "failed" else "new")
+        spec.action, spec.reason = "run", {"failed": "retry after failure", "interrupted": "restart after interruption",
+                                           "running": "restart after interruption"}.get(status or "", "new")
+    if status == "running" and holder is None and spec.action != "skip":
+        spec.reason += " (status said running, but no live process holds the run)"
     return spec
+
+
+def reconcile(spec: RunSpec) -> None:
+    """Make ``status.json`` say what the run's files say: ``running`` without a live lock holder
+    becomes ``interrupted``; a run whose metrics reach the last epoch is ``done``."""
+    record = read_status(spec.run_dir)
+    if not record or spec.action in ("invalid", "busy"):
+        return
+    if spec.action == "skip" and record.get("status") != "done":
+        record.update(status="done", error=None,
+                      note=f"status was {record.get('status')!r}; the metrics reach epoch {spec.epochs}")
+        write_status(spec.run_dir, record)
+    elif spec.action != "skip" and record.get("status") == "running":
+        record.update(status="interrupted", finished=record.get("finished") or _now(),
+                      error="the run stopped without recording an end (no live process holds its lock)")
+        write_status(spec.run_dir, record)
 
 
 # --------------------------------------------------------------------------
@@ -185,9 +234,54 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _child_setup(parent: int) -> None:
+    """In the forked child, before exec: die with the runner (SIGKILL when it exits, Linux)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_children: set[subprocess.Popen] = set()  # live children, for stop_children
+_children_lock = threading.RLock()  # re-entrant: a second Ctrl-C may land inside stop_children
+_stop = threading.Event()  # set by Ctrl-C / SIGTERM: start nothing new
+
+
+def stop_children(grace_s: float = GRACE_S) -> None:
+    """SIGTERM every running child's process group, SIGKILL those still alive after ``grace_s``."""
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+
+    def kill_late() -> None:
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+
+    threading.Thread(target=kill_late, daemon=True).start()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the child leads its own process group
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def subprocess_executor(spec: RunSpec, threads: int | None) -> tuple[int, str]:
     """Run ``python -m emsiam train ...`` for ``spec``; stdout and stderr are appended to
-    ``run_dir/log.txt``. Returns (return code, last lines of stderr)."""
+    ``run_dir/log.txt``. Returns (return code, last lines of stderr).
+
+    The child leads its own process group (a terminal's Ctrl-C reaches only the runner,
+    which stops the children itself) and is killed by the kernel if the runner dies."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -197,13 +291,23 @@ def subprocess_executor(spec: RunSpec, threads: int | None) -> tuple[int, str]:
     with open(spec.run_dir / "log.txt", "a") as log:
         log.write(f"==== {_now()} {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True, env=env)
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            log.write(line)
-            log.flush()
-            tail.append(line.rstrip("\n"))
-        rc = proc.wait()
+        parent = os.getpid()
+        with _children_lock:  # no child starts once a stop is under way
+            if _stop.is_set():
+                return -signal.SIGTERM, "not started: the sweep was interrupted"
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True, env=env,
+                                    start_new_session=True, preexec_fn=lambda: _child_setup(parent))
+            _children.add(proc)
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                log.write(line)
+                log.flush()
+                tail.append(line.rstrip("\n"))
+            rc = proc.wait()
+        finally:
+            with _children_lock:
+                _children.discard(proc)
     return rc, "\n".join(tail)
 
 
@@ -224,7 +328,7 @@ def execute(spec: RunSpec, executor: Executor = subprocess_executor, threads: in
         return record
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     metrics = spec.run_dir / "metrics.jsonl"
-    if spec.action == "run" and metrics.exists():  # died before its first checkpoint: start anew
+    if spec.action == "run" and metrics.exists():  # metrics but no config: start anew
         os.replace(metrics, spec.run_dir / f"metrics.jsonl.stale-{int(time.time())}")
     write_status(spec.run_dir, record)
     try:
@@ -232,12 +336,17 @@ def execute(spec: RunSpec, executor: Executor = subprocess_executor, threads: in
     except Exception as e:  # noqa: BLE001 - the runner must survive anything a run does
         rc, err = -1, f"{type(e).__name__}: {e}"
     recs = read_metrics(spec.run_dir)
-    finished = bool(recs) and recs[-1].get("epoch") == spec.epochs
-    if rc == 0 and not finished:
-        err = (err + "\n" if err else "") + (
-            f"exited 0 but metrics end at epoch {recs[-1].get('epoch') if recs else None}, not {spec.epochs}")
-    record.update(status="done" if rc == 0 and finished else "failed", returncode=rc,
-                  error=None if rc == 0 and finished else err, finished=_now(),
+    finished = _finished(spec, recs)
+    if finished and rc == 0:
+        status = "done"
+    elif _stop.is_set() or rc in INTERRUPT_RCS:
+        status = "interrupted"
+    else:
+        status = "failed"
+        if rc == 0:
+            err = (err + "\n" if err else "") + (
+                f"exited 0 but metrics end at epoch {recs[-1].get('epoch') if recs else None}, not {spec.epochs}")
+    record.update(status=status, returncode=rc, error=None if status == "done" else err, finished=_now(),
                   wall_s=round(time.monotonic() - t0, 2))
     write_status(spec.run_dir, record)
     return record
@@ -249,10 +358,13 @@ class SweepResult:
     records: dict[str, dict]  # run (study/name) -> status record, for runs executed now
     table: pd.DataFrame | None = None
     table_paths: list[Path] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM
 
     def count(self, what: str) -> int:
         if what == "skipped":
             return sum(s.action == "skip" for s in self.specs)
+        if what == "busy":
+            return sum(s.action == "busy" for s in self.specs)
         return sum(r["status"] == what for r in self.records.values())
 
 
@@ -282,7 +394,10 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
                 say(f"  {s.name:28s} {s.action:7s} {s.reason if s.action != 'run' else ''}\n      {' '.join(mine)}")
         return [SweepResult(specs, {}) for _, specs in expanded]
 
-    todo = [s for _, specs in expanded for s in specs if s.action != "skip"]
+    for _, specs in expanded:
+        for s in specs:
+            reconcile(s)
+    todo = [s for _, specs in expanded for s in specs if s.action not in ("skip", "busy")]
     total = sum(len(specs) for _, specs in expanded)
     threads = max(1, cpu_count() // workers) if workers > 1 else None
     names = ", ".join(st.name for st in studies)
@@ -291,33 +406,80 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
     records: dict[str, dict] = {}
     lock = threading.Lock()
 
-    def one(spec: RunSpec) -> dict:
+    for s in (s for _, specs in expanded for s in specs if s.action == "busy"):
+        say(f"  busy {s.rel}: {s.reason}; left alone")
+
+    def one(spec: RunSpec) -> dict | None:
+        if _stop.is_set():
+            return None
         with lock:
             say(f"  start {spec.rel} ({spec.action}{': ' + spec.reason if spec.reason else ''})")
         return execute(spec, executor, threads)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(one, s): s for s in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            spec, rec = futures[fut], fut.result()
-            records[spec.rel] = rec
-            with lock:
-                first = (rec["error"] or "").strip().splitlines()[-1:] if rec["status"] == "failed" else []
-                say(f"  [{i}/{len(todo)}] {spec.rel} {rec['status']} in {rec['wall_s']:.0f} s"
-                    + (f": {first[0]}" if first else ""))
+    _stop.clear()
+    with _stop_on_signals(say):
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending = {pool.submit(one, s): s for s in todo}
+            i = 0
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                if _stop.is_set():
+                    for fut in pending:
+                        fut.cancel()
+                for fut in done:
+                    spec = pending.pop(fut)
+                    rec = None if fut.cancelled() else fut.result()
+                    if rec is None:
+                        continue
+                    i += 1
+                    records[spec.rel] = rec
+                    with lock:
+                        first = (rec["error"] or "").strip().splitlines()[-1:] if rec["status"] == "failed" else []
+                        say(f"  [{i}/{len(todo)}] {spec.rel} {rec['status']} in {rec['wall_s']:.0f} s"
+                            + (f": {first[0]}" if first else ""))
+    interrupted = _stop.is_set()
 
     results = []
     for study, specs in expanded:
-        result = SweepResult(specs, {s.rel: records[s.rel] for s in specs if s.rel in records})
+        result = SweepResult(specs, {s.rel: records[s.rel] for s in specs if s.rel in records},
+                             interrupted=interrupted)
         result.table = study_table(study, specs, out)
         result.table_paths = save_table(result.table, Path(out) / study.name / "results")
         failed = [s for s in specs if read_status(s.run_dir).get("status") == "failed"]
         say(f"study {study.name}: {result.count('done')} done, {result.count('failed')} failed, "
-            f"{result.count('skipped')} skipped; table: {', '.join(map(str, result.table_paths))}")
+            + (f"{result.count('interrupted')} interrupted, " if interrupted else "")
+            + (f"{result.count('busy')} busy, " if result.count("busy") else "")
+            + f"{result.count('skipped')} skipped; table: {', '.join(map(str, result.table_paths))}")
         for s in failed:
             say(f"  FAILED {s.rel}: see {s.run_dir / 'status.json'} and log.txt")
         results.append(result)
+    if interrupted:
+        say("interrupted: the runs above marked interrupted resume when the same command is run again")
     return results
+
+
+class _stop_on_signals:
+    """While active (main thread only): SIGINT and SIGTERM set the stop flag and stop the children."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, say: Callable[..., None]):
+        self.say, self.previous = say, {}
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        if not _stop.is_set():
+            self.say(f"\n{signal.Signals(signum).name}: stopping the sweep (running runs get SIGTERM)")
+        _stop.set()  # before stop_children takes the lock: a child starting now is stopped or never starts
+        stop_children()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def study_table(study: Study, specs: Sequence[RunSpec], out: str | Path) -> pd.DataFrame:
@@ -362,12 +524,14 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 
 
 def study_main(study: Study, argv: Sequence[str] | None = None) -> int:
-    """Entry point of a study script's ``main()``; exit status 1 if any run failed."""
+    """Entry point of a study script's ``main()``; exit status 1 if any run failed, 130 if interrupted."""
     args = parser(study).parse_args(argv)
     if args.workers < 1 or args.seeds < 1:
         raise SystemExit("--workers and --seeds must be >= 1")
     res = run_study(study, preset=args.preset, seeds=args.seeds, out=args.out, data=args.data, extra=args.set,
                     epochs=args.epochs, workers=args.workers, dry_run=args.dry_run)
+    if res.interrupted:
+        return EXIT_INTERRUPTED
     return 1 if res.count("failed") else 0
 
 

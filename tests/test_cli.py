@@ -20,7 +20,7 @@ def test_cli_config_error_exit_code(capsys):
 
 def test_cli_missing_data_fails_before_compute(tmp_path, capsys):
     rc = main(["train", "data.source=imagefolder", f"data.root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}"])
-    assert rc == 2
+    assert rc == 3  # data error
     err = capsys.readouterr().err
     assert str(tmp_path / "nowhere") in err and "data.root" in err
     assert not (tmp_path / "run").exists()  # nothing written

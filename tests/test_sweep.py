@@ -31,7 +31,7 @@ def test_runner_isolates_failures_writes_table_and_skips_done_runs(tmp_path, cap
     assert (ok / "log.txt").exists() and (ok / "config.yaml").exists()
 
     st = read_status(bad_data)
-    assert st["status"] == "failed" and st["returncode"] == 2 and "/nowhere/at/all" in st["error"]
+    assert st["status"] == "failed" and st["returncode"] == 3 and "/nowhere/at/all" in st["error"]
     st = read_status(bad_key)
     assert st["status"] == "failed" and "unknown config key" in st["error"]
     assert res.count("done") == 1 and res.count("failed") == 2
