@@ -22,9 +22,18 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .runs import set_rng_state
+from .runs import RunError, set_rng_state
 from .train import Setup, _log_eval, autocast, run_eval, set_lr
 from .variants import steps_per_outer
+
+
+#: Steps between the loop's host syncs (progress bar and the non-finite-loss check), with or
+#: without a progress bar: one ``.item()`` every SYNC_EVERY steps, never one per step.
+SYNC_EVERY = 10
+
+
+class NonFiniteLoss(RunError):
+    """The training loss became NaN or infinite; the last finite checkpoint is kept."""
 
 
 def outer_iterations(order: torch.Tensor, batch_size: int, k: int) -> list[list[torch.Tensor]]:
@@ -52,13 +61,14 @@ def fit(s: Setup) -> list[dict[str, Any]]:
     s.run.initialise()
     start_epoch, step = _restore(s) if cfg.resume else (0, 0)
     if not cfg.resume:
-        variant.start(s.train.images, cfg.eval.batch_size)
+        variant.start(s.train.images, cfg.optim.batch_size)  # the training batch size: BN as in training
         _log_eval(s, run_eval(s, epoch=0, step=0))
 
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
         sums: dict[str, torch.Tensor | float] = {"train/loss": torch.zeros((), device=s.device)}
-        n_diag, t0 = 0, time.perf_counter()
+        first_bad = torch.full((), -1, dtype=torch.long, device=s.device)  # first step with a non-finite loss
+        n_diag, n_done, t0 = 0, 0, time.perf_counter()
         bar = tqdm(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                    disable=not cfg.progress or not distributed.is_main(), leave=False, dynamic_ncols=True)
         for global_group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
@@ -66,23 +76,37 @@ def fit(s: Setup) -> list[dict[str, Any]]:
             variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
             for idx in group:  # M-step: one SGD step on θ per batch
                 x = s.train.images.index_select(0, idx)
-                loss = m_step(s, idx, x, step)
-                sums["train/loss"] += loss
-                if step % cfg.method.diag_every == 0:
+                if step % cfg.method.diag_every == 0:  # probes see the targets as this step uses them
                     for key, v in variant.diagnostics(idx, x, step).items():
                         sums[key] = sums.get(key, 0.0) + v
                     n_diag += 1
+                loss = m_step(s, idx, x, step)
+                sums["train/loss"] += loss
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
                 step += 1
+                n_done += 1
                 bar.update()
-                if bar.n % 10 == 0:  # .item() syncs: only every 10 steps
-                    rate = bar.n * cfg.optim.batch_size / (time.perf_counter() - t0)
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
+                if n_done % SYNC_EVERY == 0:  # the loop's only host syncs (and one at the epoch's end)
+                    bad, last = torch.stack([first_bad.to(loss.dtype), loss]).tolist()
+                    _check_finite(int(bad), epoch, cfg.optim.epochs)
+                    rate = n_done * cfg.optim.batch_size / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{last:.4f}", lr=f"{s.lrs[step - 1]:.4f}", pairs_s=f"{rate:.0f}")
         bar.close()
+        _check_finite(int(first_bad), epoch, cfg.optim.epochs)  # before anything of this epoch is saved
         variant.end_epoch()
         sums = distributed.all_reduce_mean(sums, s.device)  # per-rank means -> global-batch means
         _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
         distributed.barrier()  # rank 0 has written metrics and checkpoint
     return s.run.metrics()
+
+
+def _check_finite(bad_step: int, epoch: int, epochs: int) -> None:
+    if bad_step >= 0:
+        raise NonFiniteLoss(
+            f"the training loss became non-finite (NaN or inf) at step {bad_step}, in epoch {epoch + 1}/{epochs}; "
+            "stopped before writing a checkpoint (the last finite one is kept). Lower optim.lr_per_256, "
+            "or check the data and amp settings"
+        )
 
 
 def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seconds: float) -> None:

@@ -76,7 +76,7 @@ class MethodConfig:
     pairs: int = 1  # simsiam: independent view pairs per image per step, losses averaged (Table 5 "2x": 2, asymmetric)
     loss: Literal["cosine", "mse"] = "cosine"  # D, or the literal ‖F/‖F‖ − η/‖η‖‖² (= 2 + 2D)
     ema_m: float = 0.8  # ema: η ← m·η + (1−m)·F_θ(T'(x))
-    ema_view: Literal["other", "extra"] = "other"  # ema: T' is the other view (free) or a third view
+    ema_view: Literal["mean", "other", "extra"] = "mean"  # ema: u = mean of the two views, the second view, or a third view
     momentum_tau: float = 0.99  # momentum: ξ ← τ·ξ + (1−τ)·θ
     mean_input_views: int = 8  # mean_input: M views averaged in pixel space
     bank: Literal["device", "disk", "memmap"] = "device"  # where cached targets live

@@ -6,8 +6,10 @@ cosine similarity, k = 200 neighbours, votes weighted by exp(sim / τ), τ = 0.1
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +26,14 @@ class Features:
     z: torch.Tensor  # projector outputs, (N, d)
 
 
+Amp = Callable[[], ContextManager]
+
+
 @torch.no_grad()
-def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int = 256) -> Features:
-    """Backbone and projector outputs of ``data`` in eval mode (BN running stats).
+def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int = 256,
+            amp: Amp = contextlib.nullcontext) -> Features:
+    """Backbone and projector outputs of ``data`` in eval mode (BN running stats), the forward
+    passes under ``amp()`` (the training autocast); features are returned in fp32.
 
     Restores the model's train/eval mode afterwards.
     """
@@ -36,9 +43,11 @@ def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int =
     memory_format = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
     for start in range(0, len(data), batch_size):
         x = prepare(data.images[start : start + batch_size], spec).contiguous(memory_format=memory_format)
-        h = model.encoder.backbone(x)
+        with amp():
+            h = model.encoder.backbone(x)
+            z = model.encoder.projector(h)
         hs.append(h.float())
-        zs.append(model.encoder.projector(h).float())
+        zs.append(z.float())
     model.train(was_training)
     return Features(torch.cat(hs), torch.cat(zs))
 
@@ -158,6 +167,7 @@ def evaluate(
     linear_lr: float = 0.1,
     batch_size: int = 256,
     seed: int = 0,
+    amp: Amp = contextlib.nullcontext,
 ) -> dict[str, float]:
     """All evaluation metrics, namespaced: ``eval/knn_top1``, ``eval/linear_top1``, ``collapse/*``.
 
@@ -165,8 +175,8 @@ def evaluate(
     Collapse statistics are computed on the test set's projector outputs.
     """
     n_classes = len(train.classes)
-    ftr = extract(model, train, spec, batch_size)
-    fte = extract(model, test, spec, batch_size)
+    ftr = extract(model, train, spec, batch_size, amp)
+    fte = extract(model, test, spec, batch_size, amp)
     out = {"eval/knn_top1": knn_top1(ftr.h, train.labels, fte.h, test.labels, n_classes, knn_k, knn_t)}
     if linear:
         out["eval/linear_top1"] = linear_probe(
@@ -174,6 +184,18 @@ def evaluate(
         )
     out.update({f"collapse/{k}": v for k, v in collapse_stats(fte.z).items()})
     return out
+
+
+def loo_cosines(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """mean over views i and images of cos(a_i, Ē^(−i)), Ē^(−i) = normalise(Σ_{j≠i} z_j).
+
+    ``a`` and ``z`` are (M, P, d); z are unit vectors (F_θ of M views of P images), a the
+    vectors scored (z itself, or the predictor's outputs). Leaving view i out of its own mean
+    removes the in-sample lift of about √(1/M + (1−1/M)c) − √c (design/alternation.md)."""
+    if z.shape[0] < 2:
+        raise ValueError("the leave-one-out mean needs at least 2 views")
+    loo = F.normalize(z.sum(0, keepdim=True) - z, dim=-1)  # (M, P, d)
+    return (F.normalize(a, dim=-1) * loo).sum(-1).mean()
 
 
 @torch.no_grad()
@@ -186,19 +208,18 @@ def expectation_gap(
     seed: int = 0,
     bank=None,
     bank_bn: str = "train",
+    amp: Amp = contextlib.nullcontext,
 ) -> dict[str, float]:
     """Does the predictor learn the expectation over augmentations? (Sec. 5 hypothesis)
 
-    On a fixed probe set (the same P images and M view seeds at every call),
-    Ē_x = normalise(mean_i F_θ(T(x; s_i))). Reports, over every view v,
-    ``gap/cos_h_E`` = mean cos(h(F_θ(v)), Ē_x) and ``gap/cos_F_E`` =
-    mean cos(F_θ(v), Ē_x); if h predicts the expectation the first is larger.
-    BN uses running statistics (eval mode); the model's mode is restored.
-    With a persistent bank (ema), also ``gap/cos_eta_E`` = mean cos(η_x, Ē_x), where
-    this Ē_x is computed in the BN mode the bank's targets were (``bank_bn``, the
-    E-step's: train-mode batch statistics by default, running statistics untouched).
-    Comparing train-mode η with an eval-mode Ē would measure the BN mode, not the
-    average: at init, with default running statistics, that cosine is about 0.
+    On a fixed probe set (the same P images and M view seeds at every call), for every view
+    v_i, Ē^(−i) = normalise(Σ_{j≠i} F_θ(T(x; s_j))) is the leave-one-out mean of the other
+    views. Reports ``gap/cos_h_E`` = mean cos(h(F_θ(v_i)), Ē^(−i)) and ``gap/cos_F_E`` =
+    mean cos(F_θ(v_i), Ē^(−i)); if h predicts the expectation the first is larger. BN uses
+    running statistics (eval mode); the model's mode is restored. With a persistent bank
+    (ema), also ``gap/cos_eta_E`` = mean cos(η_x, Ē_x), Ē_x over all M views (η is none of
+    them), computed in the BN mode of the bank's targets (``bank_bn``; running statistics
+    untouched): comparing train-mode η with an eval-mode Ē would measure the BN mode.
     """
     from .augment import augment, view_seeds  # local: evaluate is otherwise augmentation-free
     from .variants import target_mode
@@ -213,15 +234,16 @@ def expectation_gap(
     views = [augment(x, view_seeds(seed, -(10**6), idx, v), spec).contiguous(memory_format=fmt)
              for v in range(n_views)]
     for xv in views:
-        z = model.encoder(xv).float()
-        zs.append(F.normalize(z, dim=1))
-        ps.append(F.normalize(model.predictor(z).float(), dim=1))
+        with amp():
+            z = model.encoder(xv)
+            p = model.predictor(z)
+        zs.append(F.normalize(z.float(), dim=1))
+        ps.append(F.normalize(p.float(), dim=1))
     model.train(was_training)
     z, p = torch.stack(zs), torch.stack(ps)  # (M, P, d)
-    e_bar = F.normalize(z.mean(0), dim=1)  # (P, d)
-    out = {"gap/cos_h_E": (p * e_bar).sum(-1).mean().item(), "gap/cos_F_E": (z * e_bar).sum(-1).mean().item()}
+    out = {"gap/cos_h_E": loo_cosines(p, z).item(), "gap/cos_F_E": loo_cosines(z, z).item()}
     if bank is not None:
-        with target_mode(model, bank_bn):
+        with target_mode(model, bank_bn), amp():
             e_bank = F.normalize(torch.stack([F.normalize(model.encoder(xv).float(), dim=1) for xv in views]).mean(0),
                                  dim=1)
         eta = F.normalize(bank.read(idx)[:, 0].to(e_bank.device).float(), dim=1)

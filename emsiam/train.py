@@ -26,7 +26,7 @@ from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
 from .runs import Run
-from .variants import Variant, build_variant, predictor_kind
+from .variants import Variant, autocast, build_variant, predictor_kind
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,12 +138,6 @@ def setup(cfg: Config) -> Setup:
     )
 
 
-def autocast(cfg: Config, device: torch.device):
-    if cfg.amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def simsiam_step(model: SimSiam, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
                  amp: contextlib.AbstractContextManager) -> torch.Tensor:
     """One SGD step on ½D(p1, sg(z2)) + ½D(p2, sg(z1)) from pre-made views (benchmarks)."""
@@ -159,14 +153,16 @@ def simsiam_step(model: SimSiam, opt: torch.optim.Optimizer, x1: torch.Tensor, x
 def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     e = s.cfg.eval
     t0 = time.perf_counter()
+    amp = lambda: autocast(s.cfg, s.device)  # noqa: E731 - forwards in the training precision
     metrics = evaluate(
         s.model, s.train, s.test, s.spec, knn_k=e.knn_k, knn_t=e.knn_t, linear=e.linear,
-        linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, batch_size=e.batch_size, seed=s.cfg.seed,
+        linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, batch_size=e.batch_size, seed=s.cfg.seed, amp=amp,
     )
     metrics.update(expectation_gap(
         s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed,
-        bank=s.variant.expectation_bank(), bank_bn=s.cfg.method.e_step_bn,
+        bank=s.variant.expectation_bank(), bank_bn=s.cfg.method.e_step_bn, amp=amp,
     ))
+    metrics.update(s.variant.eval_metrics())
     record = {"epoch": epoch, "step": step, **(extra or {}), **metrics, "time/eval_s": time.perf_counter() - t0}
     s.run.log(record)
     return record

@@ -51,6 +51,14 @@ def steps_per_outer(cfg: Config, steps_per_epoch: int) -> int:
     return steps_per_epoch if k == "epoch" else min(int(k), steps_per_epoch)
 
 
+def autocast(cfg: Config, device: torch.device):
+    """The M-step's autocast; every target computation (E-step, EMA fill, probes) uses the same
+    one, or k = 1 is no longer SimSiam under bf16 (design/alternation.md, "Autocast")."""
+    if cfg.amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def config_fingerprint(cfg: Config) -> str:
     d = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in RESUME_FREE_KEYS}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -82,13 +90,20 @@ class Variant:
     def __init__(self, cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format: torch.memory_format):
         self.cfg, self.model, self.spec, self.fmt = cfg, model, spec, memory_format
         self.D = LOSSES[cfg.method.loss]
+        self.device = next(model.parameters()).device
+
+    def amp(self):
+        """The autocast of the M-step, for target computations."""
+        return autocast(self.cfg, self.device)
 
     def views(self, x: torch.Tensor, idx: torch.Tensor, step: int, first: int = 0, n: int = 2) -> list[torch.Tensor]:
-        """Views first..first+n-1 of batch x at ``step``, replayable from (seed, step, idx, view)."""
-        return [
-            augment(x, view_seeds(self.cfg.seed, step, idx, v), self.spec).contiguous(memory_format=self.fmt)
-            for v in range(first, first + n)
-        ]
+        """Views first..first+n-1 of batch x at ``step``, replayable from (seed, step, idx, view).
+        Always built in fp32, outside any autocast, so targets and M-step see the same pixels."""
+        with torch.autocast(self.device.type, enabled=False):
+            return [
+                augment(x, view_seeds(self.cfg.seed, step, idx, v), self.spec).contiguous(memory_format=self.fmt)
+                for v in range(first, first + n)
+            ]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """F_θ(x), l2-normalised."""
@@ -124,7 +139,11 @@ class Variant:
         """Called after the last step of every epoch."""
 
     def diagnostics(self, idx: torch.Tensor, x: torch.Tensor, step: int) -> dict[str, float]:
-        """Cheap per-step probes (staleness), called every ``diag_every`` steps."""
+        """Cheap per-step probes (staleness), called every ``diag_every`` steps, before the step."""
+        return {}
+
+    def eval_metrics(self) -> dict[str, float]:
+        """Variant metrics logged with every evaluation (e.g. ``bank/init_weight``)."""
         return {}
 
     def state_dict(self) -> dict:
@@ -162,7 +181,8 @@ class KStep(Variant):
         cached value is bit-for-bit SimSiam's sg(z) and k = 1 reproduces it exactly.
         """
         x1, x2 = self.views(x, idx, step)
-        return torch.stack([self.model.encoder(x1).float(), self.model.encoder(x2).float()], dim=1)
+        with self.amp():
+            return torch.stack([self.model.encoder(x1).float(), self.model.encoder(x2).float()], dim=1)
 
     def e_step(self, group, images, step):
         self.group_start = step
@@ -179,7 +199,8 @@ class KStep(Variant):
         return self.pair_loss(p1.float(), p2.float(), eta[:, 0], eta[:, 1])
 
     def diagnostics(self, idx, x, step):
-        """Staleness: cos(η, F_θ(v)) for the view v that produced η, recomputed now; age in steps."""
+        """Staleness at the target's use, before the optimizer step that uses it: cos(η, F_θ(v)) for
+        the view v that produced η, recomputed with the current θ (exactly 1 with k = 1); age in steps."""
         j = step - self.group_start
         with target_mode(self.model, self.cfg.method.e_step_bn):
             now = self.targets(x, idx, self.group_start + j)
@@ -194,10 +215,12 @@ class MeanInput(KStep):
 
     def targets(self, x, idx, step):
         M = self.cfg.method.mean_input_views
-        xbar = sum(
-            augment(x, view_seeds(self.cfg.seed, step, idx, 100 + i), self.spec) for i in range(M)
-        ) / M
-        eta = self.model.encoder(xbar.contiguous(memory_format=self.fmt)).float()
+        with torch.autocast(self.device.type, enabled=False):
+            xbar = sum(
+                augment(x, view_seeds(self.cfg.seed, step, idx, 100 + i), self.spec) for i in range(M)
+            ) / M
+        with self.amp():
+            eta = self.model.encoder(xbar.contiguous(memory_format=self.fmt)).float()
         return torch.stack([eta, eta], dim=1)
 
     def diagnostics(self, idx, x, step):
@@ -206,51 +229,106 @@ class MeanInput(KStep):
 
 
 class EMA(Variant):
-    """Moving-average η (Sec. 5): a persistent bank over all images,
-    η_x ← m·η_x + (1−m)·F_θ(T'(x)); loss ½D(h(z1), η) + ½D(h(z2), η).
-    T' is the second view (``ema_view=other``, free) or a third view (``extra``)."""
+    """Moving-average η (Sec. 5): a persistent bank over all images.
+
+    Each step follows θ_t = argmin L(θ, η_{t−1}): the loss ½D(h(z1), η) + ½D(h(z2), η) uses the
+    bank's η from *before* this step, then η ← m·η + (1−m)·sg(u). u is F_θ of this step's views:
+    their mean (``ema_view=mean``, default), the second view (``other``) or a third view
+    (``extra``, the paper's literal T'). No loss term's target contains its own view's output.
+    With m = 0, η is the image's F from its previous visit: "no predictor, a one-epoch-stale
+    target", not "no predictor, other view" (which collapses in the paper)."""
 
     uses_bank = True
 
     def __init__(self, cfg, model, spec, memory_format, bank: TargetBank):
         super().__init__(cfg, model, spec, memory_format)
         self.bank = bank
+        # per-row count of EMA updates: all ranks' up to the last sync, and this process's since then
+        self._updates: torch.Tensor | None = None
+        self._updates_local: torch.Tensor | None = None
+
+    def _counts(self, n: int) -> None:
+        if self._updates is None:
+            self._updates = torch.zeros(n, dtype=torch.int32, device=self.device)
+            self._updates_local = torch.zeros(n, dtype=torch.int32, device=self.device)
 
     def start(self, images, batch_size):
-        """Fill the bank with one pass η_x = F_θ0(T(x))."""
+        """Fill the bank with one pass η_x = F_θ0(T(x)) in a seeded random order, at the training
+        batch size, with the E-step's BN mode: no batch is a single class (ImageFolder data is
+        sorted by label). The last batch is the last ``batch_size`` images of the order (it
+        overlaps the one before), so every batch has training size; only new rows are written."""
+        n = images.shape[0]
+        self._counts(n)
+        g = torch.Generator().manual_seed(self.cfg.seed + 7919)
+        order = torch.randperm(n, generator=g).to(images.device)
+        b = min(batch_size, n)
         with target_mode(self.model, self.cfg.method.e_step_bn):
-            for s in range(0, images.shape[0], batch_size):
-                idx = torch.arange(s, min(s + batch_size, images.shape[0]), device=images.device)
+            for s in range(0, n, b):
+                lo = min(s, n - b)
+                idx = order[lo : lo + b]
                 x = images.index_select(0, idx)
-                v = augment(x, view_seeds(self.cfg.seed, -1, idx, 0), self.spec).contiguous(memory_format=self.fmt)
-                eta = self.encode(v).unsqueeze(1)
+                (v,) = self.views(x, idx, -1, n=1)
+                with self.amp():
+                    eta = self.encode(v).unsqueeze(1)
                 # every rank encodes the whole batch (same BN statistics as one process) and writes its
-                # part; the bank gathers the parts (the whole batch in one process)
+                # part of the new rows; the bank gathers the parts (the whole batch in one process)
+                new = slice(s - lo, b)
+                idx, eta = idx[new], eta[new]
                 part = distributed.split_evenly(idx.shape[0])
                 self.bank.write(idx[part], eta[part], version=0)
         self.bank.flush()
 
     def loss(self, idx, x, step):
+        m = self.cfg.method
         x1, x2 = self.views(x, idx, step)
-        if self.cfg.method.ema_view == "extra":  # before the graph is built: target_mode restores BN buffers
-            with target_mode(self.model, self.cfg.method.e_step_bn):
+        eta = self.bank.read(idx)[:, 0]  # η_{t−1}: read before this step's update
+        if m.ema_view == "extra":  # before the graph is built: target_mode restores BN buffers
+            with target_mode(self.model, m.e_step_bn):
                 (x3,) = self.views(x, idx, step, first=2, n=1)
                 u = self.encode(x3)
-        p1, p2, _, z2 = self.model(x1, x2)
-        if self.cfg.method.ema_view == "other":
+        p1, p2, z1, z2 = self.model(x1, x2)
+        if m.ema_view == "other":
             u = F.normalize(z2.detach().float(), dim=1)
-        self.bank.ema_update(idx, u.unsqueeze(1), self.cfg.method.ema_m, version=step)
-        eta = self.bank.read(idx)[:, 0]
-        return self.pair_loss(p1.float(), p2.float(), eta, eta)
+        elif m.ema_view == "mean":
+            u = 0.5 * (F.normalize(z1.detach().float(), dim=1) + F.normalize(z2.detach().float(), dim=1))
+        loss = self.pair_loss(p1.float(), p2.float(), eta, eta)
+        self.bank.ema_update(idx, u.unsqueeze(1), m.ema_m, version=step)
+        if self._updates_local is not None:
+            self._updates_local.index_add_(0, idx, torch.ones_like(idx, dtype=torch.int32))
+        return loss
+
+    def _sync_updates(self) -> torch.Tensor:
+        """All ranks' update counts per row (a collective: every rank calls it at the same point)."""
+        local = self._updates_local
+        if distributed.active():
+            local = local.clone()
+            torch.distributed.all_reduce(local)
+        self._updates += local
+        self._updates_local.zero_()
+        return self._updates
+
+    def eval_metrics(self) -> dict[str, float]:
+        """``bank/init_weight``: mean over rows of m^n, the weight of the initial (random-network)
+        target η₀ left after n updates. Above ~0.05 a result is about η₀, not the moving average."""
+        if self._updates is None:  # resumed from a checkpoint written before the counts existed
+            return {}
+        n = self._sync_updates().double()
+        return {"bank/init_weight": (self.cfg.method.ema_m ** n).mean().item()}
 
     def end_epoch(self):
         self.bank.flush()  # commit the epoch's updates (file banks: atomically)
 
     def state_dict(self):
-        return {"bank": self.bank.state_dict()}
+        state = {"bank": self.bank.state_dict()}
+        if self._updates is not None:
+            state["updates"] = self._sync_updates().clone()
+        return state
 
     def load_state_dict(self, state):
         self.bank.load_state_dict(state["bank"])
+        if "updates" in state:  # checkpoints before bank/init_weight existed lack it
+            self._counts(state["updates"].numel())
+            self._updates.copy_(state["updates"])
 
     def expectation_bank(self):
         return self.bank
@@ -265,7 +343,7 @@ class Momentum(Variant):
 
     def loss(self, idx, x, step):
         x1, x2 = self.views(x, idx, step)
-        with target_mode(self.target_encoder, self.cfg.method.e_step_bn):
+        with target_mode(self.target_encoder, self.cfg.method.e_step_bn), self.amp():
             eta1 = F.normalize(self.target_encoder(x1).float(), dim=1)
             eta2 = F.normalize(self.target_encoder(x2).float(), dim=1)
         p1, p2, _, _ = self.model(x1, x2)

@@ -102,23 +102,6 @@ def test_outer_iterations_truncate_at_epoch_end():
     assert len(outer_iterations(order, 10, 10)) == 1
 
 
-def test_ema_bank_update_uses_the_other_view(tmp_path):
-    s = setup(load_config(None, EXACT + [f"out_dir={tmp_path}", "method.variant=ema", "method.ema_m=0.8"]))
-    s.variant.start(s.train.images, 64)
-    idx = s.batches.indices(0)[:32]
-    x = s.train.images.index_select(0, idx)
-    old = s.variant.bank.read(idx)[:, 0].clone()
-    _, x2 = s.variant.views(x, idx, 0)
-    state = {k: v.clone() for k, v in s.model.state_dict().items()}
-    s.variant.loss(idx, x, 0)
-    s.model.load_state_dict(state)
-    with torch.no_grad():
-        u = torch.nn.functional.normalize(s.model.encoder(x2), dim=1)
-    new = s.variant.bank.read(idx)[:, 0]
-    assert torch.allclose(new, 0.8 * old + 0.2 * u, atol=1e-5)
-    assert not torch.allclose(new, old)
-
-
 VARIANT_RUNS = {
     "kstep10": ["method.variant=kstep", "method.k=3"],
     "kstep_epoch_fresh": ["method.variant=kstep", "method.k=epoch", "method.views=fresh"],
