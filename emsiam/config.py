@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +26,14 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 class ConfigError(ValueError):
     """A config key, value or file is invalid."""
+
+    exit_code = 2
+
+
+class DeviceError(ConfigError):
+    """The configured device does not exist on this machine (e.g. ``device=cuda`` without CUDA)."""
+
+    exit_code = 8
 
 
 @dataclass
@@ -99,8 +110,27 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """Extra metric sinks beside metrics.jsonl (emsiam.loggers); optional packages."""
+
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (pip install 'emsiam[tensorboard]')
+    wandb: bool = False  # Weights & Biases, project wandb_project (pip install 'emsiam[wandb]')
+    wandb_project: str = "emsiam"
+
+
+def default_run_name() -> str:
+    """A timestamp (``20261129-104806``); refused under torchrun, where each process would pick its own."""
+    import os
+    import time
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("name=... is required with several processes (torchrun): each would pick its own timestamp")
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+@dataclass
 class Config:
-    name: str = "run"  # run directory name under out_dir
+    name: str = field(default_factory=default_run_name)  # run directory under out_dir (default: a timestamp)
     out_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -114,6 +144,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -121,7 +152,7 @@ class Config:
 
 
 # Keys that may differ between an interrupted run and its resumption.
-RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir"}
+RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir", "log.tensorboard", "log.wandb", "log.wandb_project"}
 
 
 # --------------------------------------------------------------------------
@@ -162,8 +193,16 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
+        # YAML 1.1 reads 1e-3 (no dot) as a string: accept whatever Python's float() parses.
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number (e.g. 0.05, 1e-3), got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number (e.g. 0.05, 1e-3), got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -250,7 +289,17 @@ def read_yaml(path_or_preset: str) -> dict[str, Any]:
         raise ConfigError(
             f"config file '{path_or_preset}' not found; pass a YAML path or one of the presets: {', '.join(presets())}"
         )
-    d = yaml.safe_load(path.read_text()) or {}
+    if path.is_dir():
+        raise ConfigError(f"--config {path} is a directory; pass a YAML file or one of the presets: {', '.join(presets())}")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML ({where}{problem}); fix the file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return d
@@ -280,6 +329,15 @@ def load_config(config: str | None = None, overrides: list[str] | None = None) -
     return cfg
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+def _plain_name(name: str) -> bool:
+    """True for a single path component that stays inside out_dir."""
+    bad = ("/", "\\", "\0", os.sep) + ((os.altsep,) if os.altsep else ())
+    return bool(name) and name not in (".", "..") and not any(c in name for c in bad) and not Path(name).is_absolute()
+
+
 def validate(cfg: Config) -> None:
     """Semantic checks that types alone cannot express."""
     o, m, e, dc = cfg.optim, cfg.model, cfg.eval, cfg.data
@@ -304,7 +362,12 @@ def validate(cfg: Config) -> None:
         (cfg.method.pairs >= 1, "method.pairs must be >= 1"),
         (cfg.method.pairs == 1 or cfg.method.variant == "simsiam", "method.pairs > 1 applies to variant=simsiam only"),
         (cfg.method.bank_dtype != "bf16" or cfg.method.bank == "device", "method.bank_dtype=bf16 needs method.bank=device"),
-        (cfg.name and "/" not in cfg.name, "name must be a non-empty directory name without '/'"),
+        (0.0 <= o.momentum < 1.0, "optim.momentum must be in [0, 1)"),
+        (o.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        (_plain_name(cfg.name), f"name={cfg.name!r} must be a plain directory name inside out_dir "
+                                "(not empty, '.', '..', an absolute path or one containing '/')"),
+        (_DEVICE.fullmatch(cfg.device) is not None,
+         f"device={cfg.device!r} is not supported; use auto, cpu, cuda, cuda:N or mps"),
     ]
     for ok, msg in checks:
         if not ok:
