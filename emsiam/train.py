@@ -25,7 +25,7 @@ from .config import Config, ConfigError, DataConfig, OptimConfig
 from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
-from .runs import Run
+from .runs import Run, release_lock
 from .variants import Variant, autocast, build_variant, predictor_kind
 
 
@@ -175,6 +175,7 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     try:
         return fit(setup(cfg))
     finally:
+        release_lock(cfg.run_dir)  # taken by Run.open; a no-op where another process holds it
         distributed.cleanup()
 
 
