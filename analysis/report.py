@@ -101,6 +101,12 @@ def finished(run: F.RunData) -> bool:
     return target is None or _last_epoch(run) >= int(target)
 
 
+def _eval_epoch(run: F.RunData) -> float:
+    """Epoch of the run's last kNN evaluation (its last record's epoch if none)."""
+    epochs, _ = run.series(F.KNN)
+    return float(epochs[-1]) if len(epochs) else float(_last_epoch(run))
+
+
 def init_weight(run: F.RunData) -> tuple[float, bool] | None:
     """(mean weight of η₀ in the bank at the last evaluation, derived?) of an ema run, else None.
 
@@ -111,21 +117,19 @@ def init_weight(run: F.RunData) -> tuple[float, bool] | None:
     logged = run.final(F.INIT_WEIGHT)
     if logged is not None:
         return logged, False
-    epochs, _ = run.series(F.KNN)
-    e = float(epochs[-1]) if len(epochs) else float(_last_epoch(run))
-    return float(run.cfg.get("method.ema_m", 0.0)) ** e, True
+    return float(run.cfg.get("method.ema_m", 0.0)) ** _eval_epoch(run), True
 
 
 def too_short(group: F.Group) -> str | None:
     """"too short to judge: ..." for an ema configuration whose bank still holds more than
     :data:`EMA_MAX_INIT_WEIGHT` of η₀ (largest over its runs), else None."""
-    weights = [w for w in (init_weight(r) for r in group.runs) if w is not None]
+    weights = [(*w, r) for r in group.runs if (w := init_weight(r)) is not None]
     if not weights:
         return None
-    w, derived = max(weights)
+    w, derived, run = max(weights, key=lambda x: x[0])
     if w <= EMA_MAX_INIT_WEIGHT:
         return None
-    how = f", derived as m^E = {float(group.get('method.ema_m')):g}^E" if derived else ""
+    how = f", derived: m^E = {float(run.cfg.get('method.ema_m')):g}^{_eval_epoch(run):g}" if derived else ""
     return f"too short to judge: η₀ weight {w:.2f} > {EMA_MAX_INIT_WEIGHT}{how}"
 
 
