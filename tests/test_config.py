@@ -35,6 +35,18 @@ def test_unknown_key_suggests():
         ("optim.batch_size=1", "batch_size must be >= 2"),
         ("model.proj_layers=4", "proj_layers must be 2 or 3"),
         ("optim", "not of the form key=value"),
+        ("optim.momentum=1.5", r"optim.momentum must be in \[0, 1\)"),
+        ("optim.momentum=-0.1", r"optim.momentum must be in \[0, 1\)"),
+        ("optim.weight_decay=-1", "optim.weight_decay must be >= 0"),
+        ("optim.lr_per_256=1e-3x", "optim.lr_per_256: expected a number"),
+        ("optim.lr_per_256=nan", "expected a finite number"),
+        ("eval.knn_t=inf", "expected a finite number"),
+        ("name=..", "inside out_dir"),
+        ("name=.", "inside out_dir"),
+        ("name=/tmp/x", "inside out_dir"),
+        ("name=a/b", "inside out_dir"),
+        ("name=''", "inside out_dir"),
+        ("device=tpu", "device='tpu' is not supported"),
     ],
 )
 def test_bad_values_rejected(override, match):
@@ -61,3 +73,24 @@ def test_diff_ignores_resume_keys():
 
 def test_override_none():
     assert parse_overrides(["data.n_train=null"]) == {"data": {"n_train": None}}
+
+
+def test_float_syntax_accepted(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string; every float() syntax is accepted, ints too."""
+    cfg = load_config(None, ["optim.lr_per_256=1e-3", "optim.weight_decay=5E-4", "eval.knn_t=1", "optim.momentum=.9"])
+    assert (cfg.optim.lr_per_256, cfg.optim.weight_decay, cfg.eval.knn_t, cfg.optim.momentum) == (1e-3, 5e-4, 1.0, 0.9)
+    assert all(isinstance(v, float) for v in (cfg.optim.lr_per_256, cfg.eval.knn_t))
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr_per_256: 1e-3\n  weight_decay: 1.0e-4\n")
+    assert load_config(str(f)).optim.lr_per_256 == 1e-3
+    for ok in ("name=my-run.v2", "device=cuda:1", "device=cpu"):
+        load_config(None, [ok])
+
+
+def test_malformed_yaml_and_directory_config(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("optim:\n  epochs: 3\n  lr: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML \(line \d+"):
+        load_config(str(f))
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(str(tmp_path))

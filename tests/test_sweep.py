@@ -1,4 +1,5 @@
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -154,3 +155,55 @@ def test_study_dry_run(name, tmp_path, capsys):
 def test_su_dynamics_accepts_shared_flags(tmp_path, capsys):
     su_dynamics.main(["--dry-run", "--preset", "cpu", "--seeds", "2", "--data", "data.root=x", "--out", str(tmp_path)])
     assert "su_dynamics" in capsys.readouterr().out and not any(tmp_path.iterdir())
+
+
+def test_status_is_made_to_agree_with_the_run_files(tmp_path):
+    """status.json is rebuilt from the files: 'running' without a live lock holder is
+    'interrupted' (and resumed), a live holder is left alone, 'done' needs the last epoch."""
+    from emsiam.runs import acquire_lock, release_lock
+    from experiments.sweep import write_status
+
+    study = Study("st", "", {"dead": [], "live": [], "short": [], "full": []})
+    kw = dict(preset="demo", out=tmp_path, data=TINY, epochs=2)
+    d = {n: tmp_path / "st" / f"{n}_s0" for n in study.runs}
+    for name, status in [("dead", "running"), ("live", "running"), ("short", "done"), ("full", "failed")]:
+        write_status(d[name], {"status": status, "error": None})
+        (d[name] / "config.yaml").write_text("seed: 0\n")
+    (d["dead"] / "checkpoints").mkdir()
+    (d["dead"] / "checkpoints" / "last.pt").write_bytes(b"")
+    (d["short"] / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 8}) + "\n")
+    (d["full"] / "metrics.jsonl").write_text(json.dumps({"epoch": 2, "step": 16}) + "\n")
+    acquire_lock(d["live"])
+    try:
+        specs = {s.label: s for s in expand(study, **kw)}
+        assert specs["dead"].action == "resume" and "no live process" in specs["dead"].reason
+        assert specs["live"].action == "busy" and f"pid {os.getpid()}" in specs["live"].reason
+        assert specs["short"].action == "resume"  # "done" but the metrics stop at epoch 1
+        assert specs["full"].action == "skip"
+        called = []
+        res = run_study(study, executor=lambda spec, threads: (called.append(spec.label), (1, "x"))[1],
+                        quiet=True, **kw)
+        assert sorted(called) == ["dead", "short"] and res.count("busy") == 1
+        assert read_status(d["live"])["status"] == "running"  # a live run is not touched
+        assert read_status(d["full"])["status"] == "done"
+    finally:
+        release_lock(d["live"])
+    from experiments.sweep import reconcile
+
+    write_status(d["dead"], {"status": "running", "error": None})
+    reconcile(expand(study, **kw)[0])
+    assert read_status(d["dead"])["status"] == "interrupted"
+
+
+def test_table_has_one_row_per_run_and_epoch(tmp_path):
+    """An epoch logged twice (a resumed run, or two writers before the lock) gives one row: the last."""
+    from analysis.results import collect
+
+    run = tmp_path / "s" / "a_s0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("optim:\n  epochs: 2\n")
+    recs = [{"epoch": 0, "step": 0, "eval/knn_top1": 1.0}, {"epoch": 1, "step": 8, "eval/knn_top1": 2.0},
+            {"epoch": 1, "step": 8, "eval/knn_top1": 3.0}, {"epoch": 2, "step": 16, "eval/knn_top1": 4.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"epoch": 3, "ste')
+    df = collect(tmp_path)
+    assert list(df.epoch) == [0, 1, 2] and list(df["eval/knn_top1"]) == [1.0, 3.0, 4.0]
