@@ -438,7 +438,8 @@ class Run:
 
     def truncate_metrics(self, step: int) -> None:
         """Keep the records up to ``step`` (the checkpoint's): drop those of a run that died before
-        checkpointing, torn lines, and all but the last record of any epoch written twice."""
+        checkpointing, torn lines, and all but the last record of any epoch written twice
+        (:func:`dedupe_records`)."""
         if not self.writer:
             return
         if self.metrics_path.exists():
@@ -580,8 +581,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def dedupe_records(records) -> list[dict[str, Any]]:
-    """One record per epoch: the last one written, in epoch order of first appearance."""
+    """One record per (tag, epoch): the last one written, in order of first appearance.
+    Training records have no ``tag``; post-hoc evaluations carry theirs, so they never
+    replace the training record of their epoch."""
     out: dict[Any, dict[str, Any]] = {}
     for r in records:
-        out[r.get("epoch")] = r
+        out[(r.get("tag"), r.get("epoch"))] = r
     return list(out.values())

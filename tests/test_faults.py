@@ -158,12 +158,13 @@ def test_truncate_metrics_drops_torn_lines_and_duplicate_epochs(tiny_overrides):
     cfg = load_config(None, tiny_overrides + ["name=torn"])
     run = Run(cfg)
     run.dir.mkdir(parents=True)
-    lines = [{"epoch": 0, "step": 0, "a": 1}, {"epoch": 1, "step": 8, "a": 2}, {"epoch": 1, "step": 8, "a": 3},
-             {"epoch": 2, "step": 16}]
+    posthoc = {"tag": "posthoc", "epoch": 1, "step": 8, "posthoc/knn_top1": 5.0}  # an eval of that checkpoint
+    lines = [{"epoch": 0, "step": 0, "a": 1}, {"epoch": 1, "step": 8, "a": 2}, posthoc,
+             {"epoch": 1, "step": 8, "a": 3}, {"epoch": 2, "step": 16}]
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"epoch": 3, "st')
     with pytest.warns(UserWarning, match="unreadable line"):
         run.truncate_metrics(8)
-    assert read_metrics(run.dir) == [{"epoch": 0, "step": 0, "a": 1}, {"epoch": 1, "step": 8, "a": 3}]
+    assert read_metrics(run.dir) == [{"epoch": 0, "step": 0, "a": 1}, {"epoch": 1, "step": 8, "a": 3}, posthoc]
 
 
 # --------------------------------------------------------------------------
