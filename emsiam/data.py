@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from .progress import progress_bar
+
 __all__ = [
     "SOURCES",
     "SPLITS",
@@ -929,7 +931,7 @@ def _decode_all(
     items: Iterable[tuple[str, bytes]], size: int | None, total: int | None, desc: str
 ) -> tuple[dict[str, list[tuple[str, np.ndarray]]], list[tuple[str, str]]]:
     """Decode ``(key, bytes)`` items; return ``{split: [(key, image), ...]}`` and the failures."""
-    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar:
+    with progress_bar(total=total, desc=desc, unit="img", leave=True) as bar:  # plain lines when piped
         dec = _Decoder(size, _decode_workers(), bar)
         try:
             with warnings.catch_warnings():
