@@ -1,6 +1,7 @@
 """Markdown report of every study under a runs directory: figures, measured numbers, the paper's claims.
 
     python -m analysis.report RUNS_DIR [--out RUNS_DIR/report]
+    python -m analysis.report --from-table TABLES [RUNS_DIR] --out OUT [--title TEXT] [--note TEXT ...]
 
 For each study directory found (``RUNS_DIR/<study>/<run>/``; run directories lying
 directly under RUNS_DIR form one study named after RUNS_DIR), the report renders
@@ -22,6 +23,13 @@ targets η₀ left in its bank (``bank/init_weight``; for runs that predate the 
 m^E after E epochs, marked "derived") exceeds 5%. The paper's numbers are ImageNet
 linear top-1; this lab's are usually CIFAR kNN after a few epochs, so only
 directions are compared, never values.
+
+``--from-table`` rebuilds the report when only the tidy tables were kept (a
+directory of ``<study>.csv`` files, or of ``<study>/results.csv`` as the runner
+writes them, or one such file): :func:`analysis.results.restore_runs` writes the
+table's evaluation records back as run directories in a temporary folder and the
+report is built from those as usual, plus any studies under RUNS_DIR when given
+(e.g. su_dynamics results). The header names the tables and the command.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
+import sys
+import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from analysis import figures as F
-from analysis import paper, stats
+from analysis import paper, results, stats
 
 #: Figures per known study, in report order; unknown studies try every figure.
 STUDY_FIGURES = {
@@ -280,15 +291,24 @@ def _render(name: str, study_dir: Path, out: Path) -> tuple[list[str], list[str]
     return images, notes
 
 
-def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``out/report.md`` (default ``runs_dir/report``) and return its path."""
-    runs_dir = Path(runs_dir)
-    out = Path(out) if out is not None else runs_dir / "report"
+def build_report(runs_dir: str | Path | Sequence[str | Path], out: str | Path | None = None,
+                 title: str | None = None, preamble: Sequence[str] = ()) -> Path:
+    """Write ``out/report.md`` (default ``runs_dir/report``) and return its path.
+
+    ``runs_dir`` may be several roots: their studies are reported together, by name.
+    ``title`` replaces the default heading text (the runs directory); ``preamble`` lines
+    follow the heading."""
+    roots = [Path(runs_dir)] if isinstance(runs_dir, (str, Path)) else [Path(r) for r in runs_dir]
+    if not roots:
+        raise ValueError("build_report: no runs directory given")
+    out = Path(out) if out is not None else roots[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    studies = find_studies(runs_dir)
+    studies = [s for r in roots for s in find_studies(r)]
+    if len(roots) > 1:
+        studies.sort(key=lambda s: s[0])
     if not studies:
-        raise ValueError(f"no studies (run directories or su_dynamics results) under {runs_dir}")
-    md = [f"# Report: {runs_dir}", "",
+        raise ValueError(f"no studies (run directories or su_dynamics results) under {', '.join(map(str, roots))}")
+    md = [f"# Report: {title if title is not None else roots[0]}", "", *preamble, *([""] if preamble else []),
           "Measured: kNN top-1 (%) on this lab's data (seeds pooled per configuration). "
           f"Paper: {paper.METRIC}, Chen & He (CVPR 2021); only the direction of each claim is compared.", "",
           TABLE_NOTE, "", CLAIMS_NOTE, "",
@@ -298,7 +318,7 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
         md += [f"## {name}", ""]
         images, notes = _render(name, study_dir, out)
         runs = F.load_runs(study_dir) if any(study_dir.rglob("config.yaml")) else []
-        if study_dir == runs_dir:  # a flat root: only the runs lying directly under it
+        if study_dir in roots:  # a flat root: only the runs lying directly under it
             runs = [r for r in runs if r.path.parent == study_dir or r.path == study_dir]
         groups = F.group_runs(runs)
         if groups:
@@ -316,12 +336,76 @@ def build_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
     return path
 
 
+def table_files(tables: str | Path) -> list[tuple[str, Path]]:
+    """(study, file) of each saved tidy table: ``tables`` itself when it is a file (study: its
+    stem, or its folder's name for ``results.csv``), else its ``*.csv`` files and the
+    ``*/results.csv`` files the runner writes (``.parquet`` where there is no ``.csv``)."""
+    tables = Path(tables)
+
+    def study_of(p: Path) -> str:
+        return p.parent.name if p.stem == "results" else p.stem
+
+    if tables.is_file():
+        return [(study_of(tables), tables)]
+    found: dict[Path, Path] = {}
+    for pattern in ("*.csv", "*/results.csv", "*.parquet", "*/results.parquet"):
+        for p in sorted(tables.glob(pattern)):
+            found.setdefault(p.with_suffix(""), p)
+    files = [(study_of(p), p) for _, p in sorted(found.items())]
+    if not files:
+        raise ValueError(f"no tidy tables (*.csv, */results.csv, .parquet) in {tables}")
+    return files
+
+
+def build_report_from_tables(tables: str | Path, out: str | Path, runs_dir: str | Path | None = None,
+                             title: str | None = None, command: str | None = None,
+                             notes: Sequence[str] = ()) -> Path:
+    """The report of the runs recorded in saved tidy tables (:func:`table_files`), written to
+    ``out/report.md`` with its figures; studies under ``runs_dir`` join them. The run
+    directories are restored into a temporary folder (:func:`analysis.results.restore_runs`)
+    that is removed afterwards; the header names the tables and ``command``, then ``notes``."""
+    tables, out = Path(tables), Path(out)
+    if command is None:
+        command = "python -m analysis.report " + " ".join(
+            shlex.quote(a) for a in (*([str(runs_dir)] if runs_dir else []), "--from-table", str(tables),
+                                     "--out", str(out)))
+    preamble = [f"Rebuilt from the tidy tables in `{tables}` (one row per run and evaluation; the run "
+                "directories were not kept) with `" + command + "`. A table holds the evaluation records "
+                "only: figures show the evaluated epochs, and metrics logged only between evaluations "
+                "are absent."
+                + (f" Studies from run directories: `{runs_dir}`." if runs_dir else "")]
+    preamble += [line for n in notes for line in ("", n)]
+    with tempfile.TemporaryDirectory(prefix="report-tables-") as tmp:
+        root = Path(tmp) / "runs"
+        for study, path in table_files(tables):
+            results.restore_runs(results.read_table(path), root, study=study)
+        roots = [root] + ([Path(runs_dir)] if runs_dir else [])
+        report = build_report(roots, out, title=title if title is not None else str(tables), preamble=preamble)
+        md = report.read_text()
+        report.write_text(md.replace(str(root), str(tables)))  # skip notes name the tables, not the temp folder
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs_dir")
-    ap.add_argument("--out", default=None, help="report folder (default RUNS_DIR/report)")
+    ap.add_argument("runs_dir", nargs="?", default=None,
+                    help="runs directory (with --from-table: further studies, e.g. su_dynamics results)")
+    ap.add_argument("--out", default=None, help="report folder (default RUNS_DIR/report; required with --from-table)")
+    ap.add_argument("--from-table", default=None, metavar="TABLES",
+                    help="build from saved tidy tables: a folder of <study>.csv or <study>/results.csv, or one file")
+    ap.add_argument("--title", default=None, help="heading text (default: the runs directory or the tables)")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph for the header (repeatable)")
     args = ap.parse_args(argv)
-    path = build_report(args.runs_dir, args.out)
+    if args.from_table is not None:
+        if args.out is None:
+            ap.error("--from-table needs --out")
+        command = "python -m analysis.report " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+        path = build_report_from_tables(args.from_table, args.out, args.runs_dir, args.title, command, args.note)
+    elif args.runs_dir is None:
+        ap.error("give RUNS_DIR or --from-table TABLES")
+    else:
+        path = build_report(args.runs_dir, args.out, title=args.title,
+                            preamble=[line for n in args.note for line in ("", n)][1:])
     figures = sorted(path.parent.rglob("*.png"))
     print(f"report written to {path}" + (f"; figures ({len(figures)}, PNG + PDF):" if figures else ""))
     for f in figures:

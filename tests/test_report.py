@@ -1,9 +1,12 @@
 import importlib
+import json
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
-from analysis import figures, paper, report
+from analysis import figures, paper, report, results
 from analysis.stats import COLLAPSE_CRITERION
 from tests.test_figures import fake_records, write_run
 
@@ -198,3 +201,77 @@ def test_unfinished_run_is_not_judged_complete(tmp_path):
     assert "incomplete: 1 of 1 runs short of 3 epochs" in row
     claim = next(line for line in md.splitlines() if line.startswith("| without stop-grad it collapses"))
     assert "not run: no finished no_stopgrad runs" in claim
+
+
+def _save_study_tables(root, tables, studies):
+    """What a sweep keeps: one tidy table per study (analysis.results), as <study>.csv."""
+    df = results.collect(root)
+    for study in studies:
+        results.save_table(df[df["study"] == study], tables / study)
+
+
+def test_report_from_tables_matches_the_runs(tmp_path):
+    root = make_root(tmp_path)
+    studies = ["kstep_sweep", "ema_vs_predictor", "stopgrad", "mystery"]
+    tables = tmp_path / "tables"
+    _save_study_tables(root, tables, studies)
+    (tables / "kstep_sweep.parquet").unlink(missing_ok=True)  # the csv is what a report keeps
+    direct = report.build_report(root, tmp_path / "direct").read_text()
+    su = tmp_path / "su"  # a study only run directories hold joins the tables' studies
+    (su / "su_dynamics").mkdir(parents=True)
+    for f in (root / "su_dynamics").iterdir():
+        (su / "su_dynamics" / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "rebuilt"
+    assert report.main([str(su), "--from-table", str(tables), "--out", str(out), "--title", "T",
+                        "--note", "A note."]) == 0
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Report: T\n")
+    assert f"Rebuilt from the tidy tables in `{tables}`" in md and "A note." in md
+    assert f"python -m analysis.report {su} --from-table {tables} --out {out} --title T --note 'A note.'" in md
+    assert "report-tables-" not in md  # no temporary folder leaks into the report
+    for study in studies:  # every number, collapse state and verdict as from the run directories
+        assert _rows(md, study) == _rows(direct, study), study
+    assert "## su_dynamics" in md and "](su_dynamics/su_phase.png)" in md
+    for img in ("kstep_sweep/accuracy_vs_k.png", "kstep_sweep/staleness_vs_k.png", "stopgrad/stopgrad_panels.png",
+                "ema_vs_predictor/ema_vs_m.png", "ema_vs_predictor/expectation_gap.png"):
+        assert f"]({img})" in md and (out / img).stat().st_size > 0
+
+
+def test_report_from_runner_tables_and_errors(tmp_path):
+    root = make_root(tmp_path)
+    runner = tmp_path / "out"  # the runner's layout: OUT/<study>/results.csv
+    _save_study_tables(root, tmp_path / "flat", ["stopgrad"])
+    (runner / "stopgrad").mkdir(parents=True)
+    (tmp_path / "flat" / "stopgrad.csv").rename(runner / "stopgrad" / "results.csv")
+    assert report.table_files(runner) == [("stopgrad", runner / "stopgrad" / "results.csv")]
+    md = report.build_report_from_tables(runner / "stopgrad" / "results.csv", tmp_path / "rep").read_text()
+    assert "| no_stopgrad | 1 |" in md and "| collapsed |" in md
+    with pytest.raises(ValueError, match="no tidy tables"):
+        report.table_files(tmp_path / "rep" / "stopgrad")
+    with pytest.raises(SystemExit):
+        report.main(["--from-table", str(runner)])  # --out is required
+
+
+def test_restore_runs_retypes_config_cells(tmp_path):
+    """An int column with empty cells reads back as floats, method.k mixes ints and "epoch",
+    lists are JSON cells: the restored config.yaml holds the values the run had."""
+    df = pd.DataFrame({
+        "run": ["s/a_s0", "s/a_s0", "s/b_s0"], "study": "s", "status": ["done", "done", "failed"],
+        "epoch": [0, 2, None], "step": [0, 10, None],
+        "eval/knn_top1": [30.0, 35.0, None], "bank/init_weight": [1.0, 0.64, None],
+        "seed": [0, 0, 1], "method.pairs": [2.0, 2.0, None], "method.k": ["10", "10", "epoch"],
+        "compile": [False, False, None], "model.convnet_widths": ["[32, 64]", "[32, 64]", None],
+        "method.ema_m": [0.8, 0.8, 0.0], "data.n_train": [20000.0, 20000.0, None],
+    })
+    a, b = results.restore_runs(df, tmp_path)
+    cfg = yaml.safe_load((a / "config.yaml").read_text())
+    assert cfg["method"] == {"pairs": 2, "k": 10, "ema_m": 0.8} and cfg["compile"] is False
+    assert cfg["model"]["convnet_widths"] == [32, 64] and cfg["data"]["n_train"] == 20000 and cfg["seed"] == 0
+    recs = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    assert recs == [{"epoch": 0, "step": 0, "eval/knn_top1": 30.0, "bank/init_weight": 1.0},
+                    {"epoch": 2, "step": 10, "eval/knn_top1": 35.0, "bank/init_weight": 0.64}]
+    cfg_b = yaml.safe_load((b / "config.yaml").read_text())
+    assert cfg_b["method"]["k"] == "epoch" and "pairs" not in cfg_b["method"]  # empty cell: today's default
+    assert (b / "metrics.jsonl").read_text() == "" and json.loads((b / "status.json").read_text()) == {
+        "status": "failed"}
+    assert figures.load_runs(tmp_path) and [r.label for r in figures.load_runs(tmp_path)] == ["a"]
