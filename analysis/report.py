@@ -370,10 +370,10 @@ def build_report_from_tables(tables: str | Path, out: str | Path, runs_dir: str 
             shlex.quote(a) for a in (*([str(runs_dir)] if runs_dir else []), "--from-table", str(tables),
                                      "--out", str(out)))
     preamble = [f"Rebuilt from the tidy tables in `{tables}` (one row per run and evaluation; the run "
-                "directories were not kept) with `" + command + "`. A table holds the evaluation records "
-                "only: figures show the evaluated epochs, and metrics logged only between evaluations "
-                "are absent."
-                + (f" Studies from run directories: `{runs_dir}`." if runs_dir else "")]
+                "directories were not kept). A table holds the evaluation records only: figures show the "
+                "evaluated epochs, and metrics logged only between evaluations are absent."
+                + (f" Studies from run directories: `{runs_dir}`." if runs_dir else "") + " Command:",
+                "", "```", command, "```"]
     preamble += [line for n in notes for line in ("", n)]
     with tempfile.TemporaryDirectory(prefix="report-tables-") as tmp:
         root = Path(tmp) / "runs"
