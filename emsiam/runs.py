@@ -145,8 +145,8 @@ def _read_lock_record(fd: int) -> dict[str, Any]:
 
 
 def _describe(rec: dict[str, Any]) -> str:
-    if not rec:
-        return "an unknown process"
+    if not rec or rec.get("pid") is None:
+        return "another process (its lock record is not readable yet)"
     return f"pid {rec.get('pid', '?')} on host {rec.get('host', '?')} (started {rec.get('started', '?')})"
 
 
@@ -193,10 +193,7 @@ def acquire_lock(run_dir: str | Path, wait_s: float = 0.5) -> dict[str, Any] | N
             if time.monotonic() >= deadline:
                 holder = _read_lock_record(fd)
                 os.close(fd)
-                raise RunLocked(
-                    f"run directory {run_dir} is in use by {_describe(holder)} (lock file {path}); "
-                    "wait for that run to finish or stop it, or choose another name=..."
-                ) from None
+                raise _locked(run_dir, holder) from None
             time.sleep(0.05)
     try:
         stale = _read_lock_record(fd) or None
@@ -208,6 +205,11 @@ def acquire_lock(run_dir: str | Path, wait_s: float = 0.5) -> dict[str, Any] | N
         raise
     _held[key] = fd
     return stale
+
+
+def _locked(run_dir: Path, holder: dict[str, Any]) -> RunLocked:
+    return RunLocked(f"run directory {run_dir} is in use by {_describe(holder)} (lock file {run_dir / LOCK}); "
+                     "wait for that run to finish or stop it, or choose another name=...")
 
 
 def release_lock(run_dir: str | Path) -> None:
@@ -340,8 +342,12 @@ class Run:
         """
         run = cls(cfg)
         preflight(cfg)
+        writer = distributed.env_rank() == 0  # the process group does not exist yet
+        holder = lock_holder(run.dir) if writer and run.dir.resolve() not in _held else None
+        if holder is not None:  # a live writer: say so, whatever the directory holds so far
+            raise _locked(run.dir, holder)
         restart = run._validate()  # refuse before writing anything (not even the lock file)
-        if distributed.env_rank() == 0:  # the writer; the process group does not exist yet
+        if writer:
             stale = acquire_lock(run.dir)
             if stale:
                 warnings.warn(f"{run.dir}: taking over the lock left by {_describe(stale)}, which "

@@ -14,7 +14,7 @@ nothing) and ``--set ...`` (overrides for every run; they win over the study's).
 Layout: ``OUT/<study>/<label>_s<seed>/`` is an ordinary run directory
 (:mod:`emsiam.runs`) plus
 
-* ``status.json``: ``status`` (running | done | failed | interrupted), ``error`` (last lines of the
+* ``status.json``: ``status`` (running | done | failed | interrupted | busy), ``error`` (last lines of the
   child's stderr), ``overrides``, ``command``, ``returncode``, ``wall_s``, ``started``,
   ``finished`` (ISO times), ``resumed``; written atomically. The training code only
   refuses a directory holding a checkpoint or metrics, so these files may sit there
@@ -76,6 +76,8 @@ ERROR_LINES = 20
 GRACE_S = 10.0
 #: Exit status of an interrupted sweep (as a shell reports Ctrl-C).
 EXIT_INTERRUPTED = 130
+#: Exit status of ``emsiam train`` refused by a live writer's lock on the run directory.
+EXIT_LOCKED = 9
 #: Child return codes that mean "stopped from outside", not "failed".
 INTERRUPT_RCS = {130, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM}
 
@@ -326,6 +328,11 @@ def execute(spec: RunSpec, executor: Executor = subprocess_executor, threads: in
         record.update(status="failed", error=spec.reason, finished=_now(), wall_s=0.0)
         write_status(spec.run_dir, record)
         return record
+    holder = lock_holder(spec.run_dir)  # again: a queued run may have been started elsewhere since planning
+    if holder is not None:
+        spec.action, spec.reason = "busy", f"in use by pid {holder.get('pid')} on {holder.get('host')}"
+        record.update(status="busy", error=spec.reason, finished=_now(), wall_s=0.0)
+        return record  # status.json belongs to whoever runs it
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     metrics = spec.run_dir / "metrics.jsonl"
     if spec.action == "run" and metrics.exists():  # metrics but no config: start anew
@@ -339,6 +346,8 @@ def execute(spec: RunSpec, executor: Executor = subprocess_executor, threads: in
     finished = _finished(spec, recs)
     if finished and rc == 0:
         status = "done"
+    elif rc == EXIT_LOCKED:  # another process started it meanwhile and holds its lock
+        status = "busy"
     elif _stop.is_set() or rc in INTERRUPT_RCS:
         status = "interrupted"
     else:
@@ -363,8 +372,8 @@ class SweepResult:
     def count(self, what: str) -> int:
         if what == "skipped":
             return sum(s.action == "skip" for s in self.specs)
-        if what == "busy":
-            return sum(s.action == "busy" for s in self.specs)
+        if what == "busy":  # found busy when planned, or when its turn came
+            return sum(s.action == "busy" or self.records.get(s.rel, {}).get("status") == "busy" for s in self.specs)
         return sum(r["status"] == what for r in self.records.values())
 
 
@@ -468,7 +477,10 @@ class _stop_on_signals:
 
     def _handler(self, signum, frame) -> None:  # noqa: ARG002
         if not _stop.is_set():
-            self.say(f"\n{signal.Signals(signum).name}: stopping the sweep (running runs get SIGTERM)")
+            try:  # printing inside a handler can collide with a print it interrupted
+                self.say(f"\n{signal.Signals(signum).name}: stopping the sweep (running runs get SIGTERM)")
+            except RuntimeError:
+                pass
         _stop.set()  # before stop_children takes the lock: a child starting now is stopped or never starts
         stop_children()
 

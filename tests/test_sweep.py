@@ -207,3 +207,19 @@ def test_table_has_one_row_per_run_and_epoch(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"epoch": 3, "ste')
     df = collect(tmp_path)
     assert list(df.epoch) == [0, 1, 2] and list(df["eval/knn_top1"]) == [1.0, 3.0, 4.0]
+
+
+def test_run_started_elsewhere_after_planning_is_left_alone(tmp_path):
+    """A queued run whose directory another process locked since planning is not started."""
+    from emsiam.runs import acquire_lock, release_lock
+    from experiments.sweep import execute
+
+    spec = expand(Study("b", "", {"a": []}), preset="demo", out=tmp_path, data=TINY, epochs=1)[0]
+    assert spec.action == "run"
+    acquire_lock(spec.run_dir)
+    try:
+        rec = execute(spec, executor=lambda s, t: pytest.fail("started a locked run"))
+    finally:
+        release_lock(spec.run_dir)
+    assert rec["status"] == "busy" and f"pid {os.getpid()}" in rec["error"]
+    assert not (spec.run_dir / "status.json").exists()
