@@ -238,7 +238,8 @@ def restore_runs(df: pd.DataFrame, root: str | Path, study: str = "") -> list[Pa
         for _, row in rows.sort_values("epoch", na_position="first").iterrows():
             if pd.isna(row.get("epoch")):
                 continue
-            rec = {"epoch": _cell(row["epoch"], int), "step": None if pd.isna(row.get("step")) else _cell(row["step"], int)}
+            step = None if pd.isna(row.get("step")) else _cell(row["step"], int)
+            rec = {"epoch": _cell(row["epoch"], int), "step": step}
             rec.update({c: _cell(row[c]) for c in metric_cols if not pd.isna(row[c])})
             records.append(rec)
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
