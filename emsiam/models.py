@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from .config import ModelConfig
+from .predictors import CLOSED_FORM, CorrelationEMA, build_predictor
 
 
 class ConvNet(nn.Module):
@@ -100,30 +101,48 @@ class Encoder(nn.Module):
 class SimSiam(nn.Module):
     """Encoder f and predictor h. ``forward(x1, x2)`` returns p1, p2, z1, z2; the
     caller applies stop-gradient to z where the method needs it. Each view goes
-    through the network on its own, so BN statistics are per view (as in the paper)."""
+    through the network on its own, so BN statistics are per view (as in the paper).
 
-    def __init__(self, encoder: Encoder, head: nn.Module):
+    ``correlation`` tracks F̂, the EMA of mean(z zᵀ) over the views of training forwards
+    (DirectPred; :mod:`emsiam.predictors`), for every predictor kind: a closed-form predictor is
+    set from it, and the spectral diagnostics compare any predictor with it. A training forward
+    (train mode, autograd on) records its detached z; :func:`emsiam.predictors.step_hook`, after
+    the optimizer step, folds them in. Target computations (no_grad) and evaluation record nothing.
+    """
+
+    def __init__(self, encoder: Encoder, head: nn.Module, rho: float = 0.3, dim: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.predictor = head
+        if dim is None:  # the projector's output width
+            dim = [m for m in encoder.projector.modules() if isinstance(m, nn.Linear)][-1].out_features
+        self.correlation = CorrelationEMA(dim, rho)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor):
         z1, z2 = self.encoder(x1), self.encoder(x2)
+        if self.training and torch.is_grad_enabled():
+            self.correlation.record(z1)
+            self.correlation.record(z2)
         return self.predictor(z1), self.predictor(z2), z1, z2
 
 
-def build_model(cfg: ModelConfig, head: str = "learned") -> SimSiam:
+def build_model(cfg: ModelConfig, head: str = "learned", *, rho: float = 0.3, eps: float = 0.1,
+                freq: int = 1) -> SimSiam:
     """SimSiam network; ``head`` picks the predictor: ``learned``, ``none`` (identity),
-    or ``fixed_random`` (random init, never trained; Table 1)."""
+    ``fixed_random`` (random init, never trained; Table 1), or a closed form set from F̂
+    (``directpred``, ``directcopy``; ε = ``eps``, every ``freq`` steps). ρ (``rho``) is F̂'s EMA
+    coefficient, tracked for every head."""
     backbone, feat_dim = build_backbone(cfg)
     enc = Encoder(backbone, projector(feat_dim, cfg.proj_hidden, cfg.dim, cfg.proj_layers, cfg.head_bn), feat_dim)
     if head == "none":
         h: nn.Module = nn.Identity()
+    elif head in CLOSED_FORM:
+        h = build_predictor(head, cfg.dim, eps=eps, freq=freq)
     else:
         h = predictor(cfg.dim, cfg.pred_hidden or max(cfg.dim // 4, 1), cfg.head_bn)
         if head == "fixed_random":
             h.requires_grad_(False)
-    model = SimSiam(enc, h)
+    model = SimSiam(enc, h, rho, cfg.dim)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
