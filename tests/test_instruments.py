@@ -337,3 +337,39 @@ def test_variant_loss_stop_gradient(tmp_path, stopgrad):
         g = torch.autograd.grad(s.variant.pair_loss(p1, p2, sg(z1), sg(z2)), params)
         same = all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g, g_variant))
         assert same == (detach == stopgrad)
+
+
+# ---- outer iterations longer than an epoch ------------------------------------------------------
+
+
+def test_k_spanning_epochs_caches_targets_of_theta_t_for_every_epoch(tmp_path):
+    """k = "2epochs": one E-step under θ_t at the start of epochs 0, 2, ... computes the targets of
+    every batch of both epochs (each with the views its M-step uses); epoch 1 reads targets two
+    epochs' worth of steps old, and a checkpoint inside the outer iteration resumes exactly."""
+    from emsiam.variants import steps_per_outer
+
+    common = SMALL + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=3",
+                      "method.diag_every=1"]
+    s = _setup(tmp_path, "method.variant=kstep", "method.k=2epochs", "optim.epochs=3", name="probe")
+    spe = len(s.batches)
+    assert steps_per_outer(s.cfg, spe) == 2 * spe and s.variant.bank.n_rows == 2 * 640
+    recs = train(load_config(None, common + ["name=full"]))
+    # epoch 1: ages 0..spe-1; epoch 2: spe..2spe-1; epoch 3 starts a new outer iteration
+    ages = [r["bank/age_steps"] for r in recs[1:]]
+    assert ages == pytest.approx([(spe - 1) / 2, spe + (spe - 1) / 2, (spe - 1) / 2])
+    assert recs[1]["bank/staleness_cos"] < 1.0
+    from tests.test_runs import _train_until
+
+    _train_until(load_config(None, common + ["name=part"]), stop_after_epoch=1)  # inside the outer iteration
+    resumed = train(load_config(None, common + ["name=part", "resume=true"]))
+    assert [r["train/loss"] for r in resumed[1:]] == [r["train/loss"] for r in recs[1:]]
+    assert resumed[-1]["eval/knn_top1"] == recs[-1]["eval/knn_top1"]
+
+
+def test_k_spanning_epochs_is_refused_when_malformed():
+    from emsiam.config import ConfigError
+
+    for bad in ("2 epochs", "0epochs", "epochs", "x"):
+        with pytest.raises(ConfigError, match="method.k"):
+            load_config(None, ["method.variant=kstep", f"method.k={bad}"])
+    assert load_config(None, ["method.variant=kstep", "method.k=5epochs"]).method.k == "5epochs"
