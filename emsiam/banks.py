@@ -1,135 +1,46 @@
 """Target banks: the cached targets η_x of the alternation, indexed by image id.
 
-The outer loop (E-step) writes one target per view for every image of an outer
-iteration; the inner loop (M-step) reads them back by image id. The EMA variant
-keeps one target per image for the whole run and updates it in place every step
-(design/alternation.md, "Bank sizes" and "Variant ema"). A bank is an (N, V, d)
-array of targets plus an int64 version per row (the outer iteration, or step,
-that last wrote it; -1 = never written), so that staleness can be measured.
-
-Backends (``make_bank(backend, ...)``):
-
-- ``device``: one tensor on CPU or CUDA, fp32/fp16/bf16. index_select /
-  index_copy_, no Python loops, no host sync. ``flush`` only advances
-  ``committed_version``. For everything that fits in memory (k-step with small
-  k; CIFAR: 50k x 2 x 2048 fp32 = 0.8 GB).
-- ``disk``: one HDF5 file (h5py), for ImageNet scale without holding the bank in
-  RAM (1,281,167 x 1 x 2048 fp16 = 5.2 GB; x 2 views = 10.5 GB). Datasets
-  ``eta`` (N, V, d) fp16/fp32 and ``version`` (N,) int64; file attributes
-  ``n_rows, n_views, dim, dtype, fingerprint, committed_version, file_id,
-  format, format_version, chunk_rows``.
-- ``memmap``: the same data as a raw ``.npy`` file used through ``np.memmap``,
-  plus a sidecar ``<path>.meta.npz`` holding the metadata (JSON) and the
-  versions, replaced atomically at each commit.
-
-All file banks share the same write path and crash-safety mechanism.
+A bank is an (N, V, d) array of targets plus an int64 version per row (the outer
+iteration or step that last wrote it; -1 = never written). Backends
+(``make_bank``): ``device`` (one tensor), ``disk`` (one HDF5 file) and ``memmap``
+(a raw ``.npy`` file plus a ``<path>.meta.npz`` sidecar). The file banks journal
+every write and commit atomically, keep a checksum per row, lock the file for one
+process and belong to one run. Design, crash protocol, file formats and
+throughput: docs/banks.md.
 
 Semantics common to all backends:
 
-- ``read(idx)`` returns (B, V, d) float32 on ``bank.device``; never-written rows
-  read as zeros. ``idx`` is int64 (B,), any order; duplicates are allowed in
-  reads. In ``write``/``ema_update`` indices must be unique within one call:
-  file banks raise BankError on duplicates, the device bank does not check (that
-  would need a host sync) and then keeps an unspecified one of them.
-- ``write(idx, eta, version)`` stores eta (B, V, d; any float dtype/device)
-  rounded to the bank dtype and sets the rows' version (an int >= 0).
-- ``ema_update(idx, value, m, version)``: η ← m·η + (1−m)·value, computed in
-  fp32 by the same function on every backend, stored in the bank dtype. A
-  never-written row counts as η = 0: initialise with ``write`` first.
-- ``flush()`` commits the outer iteration: ``committed_version`` becomes the
-  largest version written since the last flush (if larger). Reads always see
-  every write so far, flushed or not (read-your-writes), on every backend.
-- ``state_dict()`` holds tensors/ints/strings only (``torch.load(...,
-  weights_only=True)`` works). Device bank: the data and versions themselves
-  (references, like ``nn.Module.state_dict``). File banks: no data, only where
-  the file is and which state it must be in: path, file_id (random, set at
-  creation), fingerprint, shape, dtype and committed_version. A file bank
-  refuses ``state_dict()`` while it holds unflushed writes (flush first), and
-  ``load_state_dict`` checks that the file is that same bank at that same
-  committed version, and raises BankError otherwise; uncommitted writes of the
-  current object are discarded by it (they are not part of any checkpoint).
-- ``close()`` does not commit: unflushed writes are discarded (with a warning).
-
-Crash safety of file banks (a process killed at any point). An outer
-iteration's writes never touch the bank file: they go to a journal next to it
-(``<path>.journal``, a raw array of rows in the bank dtype, appended in place, a
-row written twice in one iteration reuses its slot, so it never outgrows the
-bank), with the row ids, versions
-and the slot of each row kept in RAM (16 B per journaled row + an 8 B/row slot
-map + the (N,) versions: ~40 MB at ImageNet scale; the rows themselves live in
-the page cache, not in process memory). Reads look up the slot map first
-(read-your-writes). ``flush()``:
-  1. msync + fsync the journal data, write ``<path>.journal-index.npy`` (row id
-     and version per slot) and fsync it;
-  2. write ``<path>.journal-commit.json`` (count, index checksum, new
-     committed_version, bank file_id) by write-tmp + fsync + rename + fsync of
-     the directory. This rename is the commit point;
-  3. apply the journal to the bank in row order (bounded blocks), write the
-     versions and committed_version, fsync;
-  4. delete the commit marker, then the journal.
-On open, a journal with a valid commit marker is applied again (idempotent:
-the same rows get the same values) and removed; a journal without one is
-discarded with a warning, leaving the bank at its previous committed version.
-So a reopened bank always holds exactly one committed iteration, never a mix.
-New files are created under a temporary name and linked into place when
-complete; an existing file is never truncated or overwritten, and it is
-validated read-only (n_rows, n_views, dim, dtype, fingerprint) before anything
-is written, so a mismatched run leaves it byte-identical. HDF5 files use the
-default (earliest) format bounds: superblock v0 keeps no "open for write" flag,
-which with libver >= v110 would make a killed writer's file unopenable without
-``h5clear``. Storage is allocated at creation (sparse, never filled), so raw data
-writes never change HDF5 metadata. ``durable=False`` skips the fsyncs: still
-safe against a killed process (the page cache survives it), not against power
-loss or a kernel crash. Only one process may use a bank file at a time (HDF5
-file locking; flock for memmap) and only one object per process.
-
-Throughput at ImageNet scale (``benchmarks/bank_bench.py --rows 1281167 --dim 2048 --dtype
-fp16 --batch 512 --seconds 20``: N = 1,281,167, V = 1, d = 2048, fp16 = 5.2 GB, B = 512 random
-rows from a per-epoch permutation; 2 shared CPU cores, 24 GiB RAM, ext4 on a virtio disk that
-writes ~360-500 MB/s; bank in the page cache; torch single-threaded; durable=True). Rows/s per
-call as median batch / mean over the phase, and in brackets per epoch, i.e. including the
-commit (flush) at the end of each epoch, the EMA engine's schedule:
-
-                   read           write                 read+write            cold read
-    disk (HDF5)    205k / 166k    493k / 130k  (57k)    126k /  89k  (48k)     15k /  10k
-    memmap         533k / 463k    432k / 121k  (51k)    212k / 124k  (50k)    499k / 212k
-
-Creating either bank takes < 0.2 s (sparse files); the first fill of every row (write +
-flush) 34 s (disk) and 41 s (memmap). durable=False gave no measurable gain (at this size the
-kernel's dirty-page limits force the same writeback before the commit returns). A commit
-writes each row twice (journal, then bank: 8 KB per row here) and a full-epoch commit takes
-~13 s, so the per-epoch figures are bound by the disk's write bandwidth (~50k rows/s here)
-for both backends; the per-call figures are what one training step pays. The memmap backend
-is the faster one per step (reads are a numpy gather instead of one HDF5 pread per row).
-"Cold" is after dropping the files from the guest page cache (posix_fadvise); mmap faults
-read ahead, one pread per row does not.
-
-Why a sequential journal rather than in-place writes: on this machine random 4 KB row writes
-into a large cached file run at ~6k rows/s (np.memmap, 5.3 GB file): each one left ~120 KB of
-dirty page cache (large folios), so writeback throttled the writer. Appending to a journal and
-applying it in row order keeps every write sequential.
-
-Tuning notes (N = 200k, d = 2048 fp16, B = 512 sorted random rows): HDF5 chunked layouts are
-slow for random rows through h5py selections: 1.2k-5.6k rows/s read or write for chunks of 1
-to 256 rows (the chunk cache does not help; per-chunk ``read_direct_chunk`` reaches 55-80k).
-The contiguous layout with the data sieve buffer disabled reads 230-330k rows/s (with the
-default 64 KiB sieve: 68k) and writes 40-50k rows/s, bound by one ``pwrite`` per row (~60k
-rows/s on this VM). Hence the disk bank is contiguous by default (``chunk_rows=0``; > 0 gives
-HDF5 chunks of that many rows) and long runs of rows are written as slices when the journal is
-applied. On 2 shared cores, any 2-thread torch op stalled ~8 ms whenever another process held
-a core, so the benchmark runs torch single-threaded (``--threads``).
+- ``read(idx)``: (B, V, d) float32 on ``bank.device``; never-written rows are zeros;
+  duplicates allowed. ``write``/``ema_update`` need unique ids within a call.
+- ``write(idx, eta, version)``; ``ema_update(idx, value, m, version)``:
+  η ← m·η + (1−m)·value in fp32, stored in the bank dtype.
+- ``flush()`` commits everything written so far (``committed_version`` becomes the
+  largest version written). Reads always see every write (read-your-writes).
+- ``prepare()`` then ``commit()``: the same commit in two phases, around a
+  checkpoint: ``prepare`` makes it durable and names its version (which
+  ``state_dict`` then reports), ``commit`` applies it once the checkpoint is
+  written. ``load_state_dict`` brings a file bank to the checkpoint's version:
+  it applies a prepared commit the checkpoint names, or discards one it does not.
+- ``state_dict()``: tensors/ints/strings only. Device bank: the data itself. File
+  banks: where the file is and which committed version the checkpoint expects.
+- ``close()`` does not commit.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import operator
 import os
 import shutil
+import socket
+import time
 import uuid
 import warnings
 import weakref
+import zipfile
+import zlib
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -138,7 +49,8 @@ import torch
 __all__ = ["BankError", "TargetBank", "DeviceBank", "DiskBank", "MemmapBank", "make_bank", "BACKENDS"]
 
 FORMAT = "emsiam-target-bank"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bank files: 2 added per-row checksums and the owning run's id
+STATE_VERSION = 1  # state_dict() layout
 BACKENDS = ("device", "disk", "memmap")
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _NP_DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16)}
@@ -151,6 +63,16 @@ _OPEN_FILES: "weakref.WeakValueDictionary[str, TargetBank]" = weakref.WeakValueD
 
 class BankError(ValueError):
     """Invalid bank arguments, a bank file that does not match the run, or misuse."""
+
+
+_DAMAGED_ADVICE = ("The run cannot resume from this bank: start it again with a fresh bank (a new name=..., "
+                   "or move the bank files away first).")
+
+
+def _old_format(path: str, version) -> BankError:
+    return BankError(f"{path} is a bank of format_version {version}; this code reads format_version "
+                     f"{FORMAT_VERSION} (with row checksums) only. Start the run again with a fresh bank "
+                     f"(move the file away or use another path)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -300,6 +222,95 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+# --------------------------------------------------------------------------- row checksums
+
+
+@functools.lru_cache(maxsize=8)
+def _sum_weights(n_words: int) -> np.ndarray:
+    """Fixed odd 64-bit weights (splitmix64 of the word position): part of the file format."""
+    x = np.arange(1, n_words + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x | np.uint64(1)
+
+
+def _row_sums(data: np.ndarray) -> np.ndarray:
+    """(B,) uint64 checksum of each row's bytes: sum_i w_i * word_i mod 2^64, w_i odd.
+
+    Any change to one word changes the sum; random bytes go unnoticed with probability
+    ~2^-64. ~5x faster than zlib.crc32 per row (docs/banks.md)."""
+    b = data.shape[0]
+    if b == 0:
+        return np.empty(0, np.uint64)
+    raw = np.ascontiguousarray(data).reshape(b, -1).view(np.uint8)
+    size = raw.shape[1]
+    word = next(w for w in (8, 4, 2, 1) if size % w == 0)
+    words = raw.view(np.dtype(f"<u{word}"))
+    if word != 8:
+        words = words.astype(np.uint64)
+    return np.einsum("ij,j->i", words, _sum_weights(words.shape[1]))
+
+
+def _table_check(versions: np.ndarray, sums: np.ndarray) -> int:
+    """crc32 of the versions and row checksums, kept beside them."""
+    return zlib.crc32(np.ascontiguousarray(sums), zlib.crc32(np.ascontiguousarray(versions)))
+
+
+# --------------------------------------------------------------------------- the bank lock
+
+
+def _owner_of(lock_path: str) -> str:
+    """' (pid P on host H, run R, since T)' from a lock file, or '' if unknown."""
+    try:
+        with open(lock_path) as f:
+            o = json.load(f)
+        run = f", run {o['run_id']}" if o.get("run_id") else ""
+        return f" (pid {o['pid']} on host {o['host']}{run}, since {o['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _in_use(path: str, lock_path: str | None) -> BankError:
+    """lock_path: the bank lock another process holds; None: HDF5's own lock (the holder is unknown)."""
+    who = _owner_of(lock_path) if lock_path else " (it holds HDF5's lock on the file)"
+    return BankError(
+        f"bank {path} is in use by another process{who}. A bank serves one run at a "
+        f"time: wait for that process to finish, or stop it, then try again. The bank was not touched."
+    )
+
+
+def _lock(path: str, lock_path: str):
+    """An exclusive flock on <path>.lock for the life of the bank object (released by the kernel
+    if the process dies). Returns (file, created)."""
+    import fcntl
+
+    created = not os.path.exists(lock_path)
+    f = open(lock_path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise _in_use(path, lock_path) from None
+    return f, created
+
+
+def _write_owner(f, run_id: str) -> None:
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
+                        "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    f.flush()
+
+
+def _hdf5_locked(e: OSError) -> bool:
+    """h5py's error for a file that HDF5's own lock (errno 11) keeps from us."""
+    msg = str(e).lower()
+    return "errno = 11" in msg or "unable to lock file" in msg
+
+
 # --------------------------------------------------------------------------- base
 
 
@@ -336,6 +347,14 @@ class TargetBank(ABC):
         """Commit the current outer iteration."""
 
     @abstractmethod
+    def prepare(self) -> int:
+        """Phase 1 of a commit around a checkpoint: make it durable; returns its version."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Phase 2: apply the prepared commit (after the checkpoint naming it is written)."""
+
+    @abstractmethod
     def state_dict(self) -> dict:
         """Checkpoint state: tensors, ints and strings only."""
 
@@ -369,8 +388,8 @@ class TargetBank(ABC):
         backend = state.get("backend")
         if backend != self.backend:
             raise BankError(f"bank state is from a {backend!r} bank, this bank is {self.backend!r}")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise BankError(f"bank state has format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if state.get("format_version") != STATE_VERSION:
+            raise BankError(f"bank state has format_version {state.get('format_version')!r}, expected {STATE_VERSION}")
         diffs = [
             f"{k}: checkpoint {state.get(k)!r}, this bank {getattr(self, k)!r}"
             for k in _META_FIELDS
@@ -440,11 +459,18 @@ class DeviceBank(TargetBank):
         self.committed_version = max(self.committed_version, self._pending_max)
         self._pending_max = -1
 
+    def prepare(self):
+        self.flush()  # the checkpoint holds the data itself
+        return self.committed_version
+
+    def commit(self):
+        self._check_open()
+
     def state_dict(self):
         self._check_open()
         return {
             "backend": self.backend,
-            "format_version": FORMAT_VERSION,
+            "format_version": STATE_VERSION,
             **{k: getattr(self, k) for k in _META_FIELDS},
             "committed_version": self.committed_version,
             "pending_version": self._pending_max,  # largest version written since the last flush
@@ -473,19 +499,20 @@ class DeviceBank(TargetBank):
 
 
 class _FileBank(TargetBank):
-    """Journal, read-your-writes, atomic commit and recovery, shared by the file backends.
-
-    Subclasses provide the store: the bank file(s) proper, see the _store_* methods.
-    """
+    """Journal, read-your-writes, atomic and two-phase commits, recovery, checksums and the lock,
+    shared by the file backends (protocol: docs/banks.md). Subclasses provide the store: the
+    bank file(s) proper, see the _store_* methods."""
 
     _apply_block_bytes = 64 << 20  # rows gathered from the journal per store write when applying
+    _verify_block_bytes = 64 << 20  # rows read per block when verifying the whole store on open
     _journal_initial_bytes = 64 << 20  # first journal allocation (sparse); grows by doubling up to N rows
 
-    def __init__(self, path, n_rows, n_views, dim, *, dtype, device, fingerprint, durable, chunk_rows=0):
-        _validate(self.backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows)
+    def __init__(self, path, n_rows, n_views, dim, *, dtype, device, fingerprint, durable, chunk_rows=0,
+                 run_id=""):
+        _validate(self.backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows, run_id)
         self.path = os.path.abspath(os.fspath(path))
         self.n_rows, self.n_views, self.dim = int(n_rows), int(n_views), int(dim)
-        self.dtype, self.fingerprint = dtype, fingerprint
+        self.dtype, self.fingerprint, self.run_id = dtype, fingerprint, run_id
         self.device = torch.device(device)
         self.durable = bool(durable)
         self.chunk_rows = int(chunk_rows)
@@ -494,41 +521,71 @@ class _FileBank(TargetBank):
         self._jpath = self.path + ".journal"
         self._jindex = self.path + ".journal-index.npy"
         self._jcommit = self.path + ".journal-commit.json"
+        self._lock_path = self.path + ".lock"
+        self._lockf = None
         self._closed = True
         self._broken = False
+        self._prepared = None  # marker of this object's prepared commit (awaiting commit())
+        self._index = None  # (n, 3) int64 journal index (row, version, checksum) of a sealed journal
+        self._pending = None  # marker of a prepared commit found on open (awaiting load_state_dict)
         self._reset_journal_state()
         self._slot = None  # (N,) int64 journal slot of each row, -1 if none; allocated on first write
+        self.recovered_version = None  # committed version reached by replaying a journal, if any
 
         other = _OPEN_FILES.get(self.path)
         if other is not None and not getattr(other, "_closed", True):
             raise BankError(f"{self.path} is already open in this process ({other!r}); close it first")
-        requested = {k: getattr(self, k) for k in _META_FIELDS}
-        if self._store_exists():
-            meta = self._store_meta()  # read-only
-            diffs = [(k, meta[k], requested[k]) for k in _META_FIELDS if meta[k] != requested[k]]
-            if diffs:
-                what = "; ".join(f"{k}: file has {a!r}, this run asks for {b!r}" for k, a, b in diffs)
-                raise BankError(
-                    f"refusing to open bank {self.path}: it belongs to another run ({what}). "
-                    f"It was left untouched. Delete it (and its {os.path.basename(self._jpath)}* files) "
-                    f"or use another path."
-                )
-            self.created = False
-        else:
-            self._check_disk_space()
-            meta = self._store_create({**requested, "file_id": uuid.uuid4().hex, "committed_version": -1})
-            self.created = True
+        self._lockf, created_lock = _lock(self.path, self._lock_path)
+        try:
+            meta = self._open_or_create()
+        except BaseException:
+            self._lockf.close()
+            self._lockf = None
+            if created_lock:
+                _remove(self._lock_path)
+            raise
+        _write_owner(self._lockf, run_id)
         self._file_id = meta["file_id"]
         self.committed_version = int(meta["committed_version"])
-        self._store_open()
         self._closed = False
         _OPEN_FILES[self.path] = self
         try:
-            self.recovered_version = self._recover()  # committed version reached by replaying a journal, or None
-            self._versions = self._store_versions()  # (N,) int64, committed + pending
+            self._store_open()
+            self._versions, self._sums, tables_ok = self._store_tables()  # (N,) int64, (N,) uint64
+            self._recover()
+            if not tables_ok and self.recovered_version is None:
+                raise BankError(f"bank {self.path} is damaged: its versions or row checksums do not match their "
+                                f"check value. {_DAMAGED_ADVICE}")
+            if not self.created:
+                self._verify_store()
         except BaseException:
             self._release()
             raise
+
+    def _open_or_create(self) -> dict:
+        requested = {k: getattr(self, k) for k in _META_FIELDS}
+        if not self._store_exists():
+            self._check_disk_space()
+            self.created = True
+            return self._store_create({**requested, "run_id": self.run_id, "file_id": uuid.uuid4().hex,
+                                       "committed_version": -1})
+        meta = self._store_meta()  # read-only
+        diffs = [(k, meta[k], requested[k]) for k in _META_FIELDS if meta[k] != requested[k]]
+        if diffs:
+            what = "; ".join(f"{k}: file has {a!r}, this run asks for {b!r}" for k, a, b in diffs)
+            raise BankError(
+                f"refusing to open bank {self.path}: it belongs to another run ({what}). "
+                f"It was left untouched. Delete it (and its {os.path.basename(self._jpath)}* files) "
+                f"or use another path."
+            )
+        if meta["run_id"] != self.run_id:
+            raise BankError(
+                f"refusing to open bank {self.path}: it belongs to run {meta['run_id'] or '(unnamed)'!r}, and this "
+                f"is run {self.run_id or '(unnamed)'!r}. It was left untouched. Give this run a bank of its own "
+                f"(another bank_path), or resume that run instead."
+            )
+        self.created = False
+        return meta
 
     # ---- store interface (subclasses)
     @abstractmethod
@@ -546,20 +603,25 @@ class _FileBank(TargetBank):
     def _store_open(self) -> None: ...
 
     @abstractmethod
-    def _store_versions(self) -> np.ndarray:
-        """A writable copy of the committed versions (N,) int64."""
+    def _store_tables(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Writable copies of the committed versions (N,) int64 and row checksums (N,) uint64, and
+        whether they match their check value."""
 
     @abstractmethod
     def _store_read(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), V, d) bank-dtype rows; rows sorted, unique."""
 
     @abstractmethod
+    def _store_read_range(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1."""
+
+    @abstractmethod
     def _store_write(self, rows: np.ndarray, data: np.ndarray) -> None:
         """Write rows (sorted, unique) of data (len(rows), V, d) in the bank dtype."""
 
     @abstractmethod
-    def _store_commit(self, versions: np.ndarray, committed_version: int) -> None:
-        """Write all versions and committed_version; durable on return when self.durable."""
+    def _store_commit(self, versions: np.ndarray, sums: np.ndarray, committed_version: int) -> None:
+        """Write all versions, row checksums and committed_version; durable on return when self.durable."""
 
     @abstractmethod
     def _store_close(self) -> None: ...
@@ -569,7 +631,7 @@ class _FileBank(TargetBank):
 
     # ---- checks
     def _check_disk_space(self) -> None:
-        need = self.nbytes + 8 * self.n_rows
+        need = self.nbytes + 16 * self.n_rows
         free = shutil.disk_usage(os.path.dirname(self.path)).free
         if need > free:
             raise BankError(
@@ -579,8 +641,8 @@ class _FileBank(TargetBank):
         if 2 * need > free:
             warnings.warn(
                 f"bank {self.path}: {_gib(free)} free; its journal can grow to the size of the bank "
-                f"({_gib(need)}) during an outer iteration that rewrites every row",
-                stacklevel=3,
+                f"({_gib(need)}) between two checkpoints",
+                stacklevel=4,
             )
 
     def _check_usable(self) -> None:
@@ -588,9 +650,31 @@ class _FileBank(TargetBank):
             raise BankError(f"bank {self.path} is closed")
         if self._broken:
             raise BankError(
-                f"a flush() of bank {self.path} failed after its commit point; close the bank and open it "
+                f"a commit of bank {self.path} failed after its commit point; close the bank and open it "
                 f"again: opening finishes the commit from the journal"
             )
+
+    def _check_rows(self, rows: np.ndarray, data: np.ndarray) -> None:
+        """Raise if rows read from the store do not match their checksums."""
+        bad = np.flatnonzero(_row_sums(data) != self._sums[rows])
+        if bad.size:
+            self._raise_damaged(rows[bad])
+
+    def _raise_damaged(self, rows: np.ndarray) -> None:
+        shown = ", ".join(str(int(r)) for r in rows[:8]) + (", ..." if rows.size > 8 else "")
+        raise BankError(f"bank {self.path} is damaged: {rows.size} row(s) do not match their checksums "
+                        f"(rows {shown}). {_DAMAGED_ADVICE}")
+
+    def _verify_store(self) -> None:
+        """Every row of the store against its checksum (on open)."""
+        block = max(1, self._verify_block_bytes // self._row_bytes)
+        bad = []
+        for s in range(0, self.n_rows, block):
+            e = min(s + block, self.n_rows)
+            bad.append(s + np.flatnonzero(_row_sums(self._store_read_range(s, e)) != self._sums[s:e]))
+        bad = np.concatenate(bad)
+        if bad.size:
+            self._raise_damaged(bad)
 
     def _rows(self, idx, unique: bool) -> np.ndarray:
         self._check_usable()
@@ -612,7 +696,7 @@ class _FileBank(TargetBank):
 
     # ---- journal state
     def _reset_journal_state(self) -> None:
-        self._n = 0  # journaled rows in this iteration
+        self._n = 0  # journaled rows since the last commit
         self._cap = 0  # journal capacity in rows
         self._jrows = np.empty(0, np.int64)  # row id of each slot
         self._jvers = np.empty(0, np.int64)  # version of each slot
@@ -646,6 +730,7 @@ class _FileBank(TargetBank):
         if self._slot is not None and self._n:
             self._slot[self._jrows[: self._n]] = -1
         self._reset_journal_state()
+        self._prepared = None
 
     def _remove_journal(self) -> None:
         """Marker first: once it is gone the rest is an incomplete journal, which is discarded."""
@@ -663,12 +748,17 @@ class _FileBank(TargetBank):
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, self._jcommit)  # the commit point
+        os.replace(tmp, self._jcommit)  # the commit (or prepare) point
         if self.durable:
             _fsync_dir(self._jcommit)
 
     def _journal_rows(self, rows: np.ndarray) -> np.ndarray:
         """Journal slots for rows (unique), allocating new ones; (B,) int64."""
+        if self._prepared is not None:
+            raise BankError(f"bank {self.path} has a prepared commit (version "
+                            f"{self._prepared['committed_version']}); call commit() before writing again")
+        if self._pending is not None:
+            self._discard_pending("this run writes to the bank without having loaded a checkpoint")
         if self._slot is None:
             self._slot = np.full(self.n_rows, -1, np.int64)
         slots = self._slot[rows]
@@ -698,6 +788,7 @@ class _FileBank(TargetBank):
         r = rows if rest is None else rows[rest]
         uniq, inv = np.unique(r, return_inverse=True)
         data = self._store_read(uniq)
+        self._check_rows(uniq, data)
         if rest is None:
             np.take(data, inv, axis=0, out=out)
         else:
@@ -739,106 +830,177 @@ class _FileBank(TargetBank):
         rows = self._rows(idx, unique=False)
         return torch.from_numpy(self._versions[rows]).to(self.device)
 
-    # ---- commit
-    def flush(self):
-        self._check_usable()
+    # ---- commits
+    def _seal(self, state: str) -> dict:
+        """Make the journal durable, with its index (row, version, checksum per slot) and a marker."""
         n = self._n
-        if n == 0:
-            return
         if self.durable:
             self._jmm.flush()
             os.fsync(self._jfd)
-        index = np.stack([self._jrows[:n], self._jvers[:n]], axis=1)  # (n, 2): row id, version
+        block = max(1, self._apply_block_bytes // self._row_bytes)
+        sums = np.concatenate([_row_sums(np.asarray(self._jmm[s : min(s + block, n)])) for s in range(0, n, block)])
+        index = np.stack([self._jrows[:n], self._jvers[:n], sums.view(np.int64)], axis=1)  # (n, 3)
         with open(self._jindex, "wb") as f:
             np.save(f, index)
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())
-        committed = max(self.committed_version, self._pending_max)
         marker = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "file_id": self._file_id,
+            "state": state,
             "n_slots": n,
             "row_bytes": self._row_bytes,
-            "committed_version": committed,
+            "base_version": self.committed_version,
+            "committed_version": max(self.committed_version, self._pending_max),
             "index_sha256": _sha256(self._jindex),
         }
         self._write_marker(marker)
-        # Committed: from here on a crash is finished by the next open.
-        self._broken = True
-        self._apply(index[:, 0], index[:, 1], self._jmm, committed, self._versions)
-        self.committed_version = committed
+        self._index = index
+        return marker
+
+    def _finish(self, marker: dict) -> None:
+        """Apply this object's committed journal and remove it."""
+        self._broken = True  # from here on a crash is finished by the next open
+        index = self._index
+        self._apply(index[:, 0], index[:, 1], index[:, 2].view(np.uint64), self._jmm, marker["committed_version"])
         self._close_journal()
         self._remove_journal()
+        self._index = None
         self._broken = False
 
-    def _apply(self, rows, vers, jdata, committed: int, versions: np.ndarray) -> None:
-        """Copy journal slots to the store in row order, then versions and committed_version."""
+    def flush(self):
+        self._check_usable()
+        if self._prepared is not None:
+            return self.commit()
+        if self._n == 0:
+            return
+        self._finish(self._seal("committed"))
+
+    def prepare(self):
+        self._check_usable()
+        if self._prepared is None and self._n:
+            self._prepared = self._seal("prepared")
+        return self._target_version()
+
+    def commit(self):
+        self._check_usable()
+        if self._prepared is None:
+            if self._n:
+                raise BankError(f"bank {self.path}: commit() without prepare(); use flush() to commit at once")
+            return
+        marker = {**self._prepared, "state": "committed"}
+        self._write_marker(marker)  # from here on the next open applies it, whatever the checkpoint says
+        self._finish(marker)
+
+    def _target_version(self) -> int:
+        return self.committed_version if self._prepared is None else int(self._prepared["committed_version"])
+
+    def _apply(self, rows, vers, sums, jdata, committed: int) -> None:
+        """Copy journal slots to the store in row order, then versions, checksums, committed_version."""
         order = np.argsort(rows, kind="stable")
         block = max(1, self._apply_block_bytes // self._row_bytes)
         for s in range(0, order.shape[0], block):
             o = order[s : s + block]
             self._store_write(rows[o], np.asarray(jdata[o]))
-        versions[rows] = vers
-        self._store_commit(versions, committed)
+        self._versions[rows] = vers
+        self._sums[rows] = sums
+        self._store_commit(self._versions, self._sums, committed)
+        self.committed_version = int(committed)
 
-    def _recover(self):
-        jfiles = [p for p in (self._jpath, self._jindex, self._jcommit) if os.path.exists(p)]
-        if not jfiles:
-            return None
-        recovered = None
+    def _replay(self, marker: dict) -> None:
+        """Apply a journal left by another bank object (verified first) and remove it."""
+        n = int(marker["n_slots"])
+        if (
+            marker.get("row_bytes") != self._row_bytes
+            or not os.path.exists(self._jindex)
+            or _sha256(self._jindex) != marker["index_sha256"]
+            or not os.path.exists(self._jpath)
+            or os.path.getsize(self._jpath) < n * self._row_bytes
+        ):
+            raise BankError(
+                f"bank {self.path}: the journal of commit {marker['committed_version']} is damaged "
+                f"({self._jpath}*); the bank cannot be brought to that version"
+            )
+        index = np.load(self._jindex)
+        jdata = np.memmap(self._jpath, dtype=self._np_dtype, mode="r", shape=(n, self.n_views, self.dim))
+        sums = index[:, 2].view(np.uint64)
+        block = max(1, self._apply_block_bytes // self._row_bytes)
+        for s in range(0, n, block):
+            if (_row_sums(np.asarray(jdata[s : s + block])) != sums[s : s + block]).any():
+                raise BankError(f"bank {self.path}: the journal of commit {marker['committed_version']} "
+                                f"({self._jpath}) does not match its checksums; the bank cannot be brought to "
+                                f"that version. {_DAMAGED_ADVICE}")
+        self._apply(index[:, 0], index[:, 1], sums, jdata, int(marker["committed_version"]))
+        del jdata
+        self._remove_journal()
+
+    def _recover(self) -> None:
+        """On open: finish a committed journal, keep a prepared one for load_state_dict, drop the rest."""
+        if not any(os.path.exists(p) for p in (self._jpath, self._jindex, self._jcommit)):
+            return
         if os.path.exists(self._jcommit):
             with open(self._jcommit) as f:
                 marker = json.load(f)
             if marker.get("file_id") != self._file_id:
                 warnings.warn(
-                    f"bank {self.path}: removing a committed journal that belongs to another bank file "
+                    f"bank {self.path}: removing a journal that belongs to another bank file "
                     f"(file_id {marker.get('file_id')}, this file {self._file_id})",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
+            elif marker.get("state") == "prepared" and marker.get("base_version") == self.committed_version:
+                self._pending = marker  # applied or dropped by load_state_dict, by the checkpoint's version
+                return
+            elif marker.get("state") == "committed":
+                self._replay(marker)
+                self.recovered_version = self.committed_version
+                return
             else:
-                n = int(marker["n_slots"])
-                if (
-                    marker.get("row_bytes") != self._row_bytes
-                    or not os.path.exists(self._jindex)
-                    or _sha256(self._jindex) != marker["index_sha256"]
-                    or not os.path.exists(self._jpath)
-                    or os.path.getsize(self._jpath) < n * self._row_bytes
-                ):
-                    raise BankError(
-                        f"bank {self.path}: the journal of a committed iteration is damaged "
-                        f"({self._jpath}*); the bank cannot be brought to a consistent state"
-                    )
-                index = np.load(self._jindex)
-                jdata = np.memmap(self._jpath, dtype=self._np_dtype, mode="r", shape=(n, self.n_views, self.dim))
-                self._apply(index[:, 0], index[:, 1], jdata, int(marker["committed_version"]), self._store_versions())
-                del jdata
-                self.committed_version = recovered = int(marker["committed_version"])
+                warnings.warn(
+                    f"bank {self.path}: removing a prepared commit of version {marker.get('committed_version')} "
+                    f"made on top of version {marker.get('base_version')}, not of this file's "
+                    f"{self.committed_version}",
+                    stacklevel=4,
+                )
         else:
             warnings.warn(
                 f"bank {self.path}: discarding an uncommitted outer iteration (a run stopped before flush()); "
                 f"the bank stays at committed_version {self.committed_version}",
-                stacklevel=3,
+                stacklevel=4,
             )
         self._remove_journal()
-        return recovered
+
+    def _discard_pending(self, why: str) -> None:
+        warnings.warn(
+            f"bank {self.path}: discarding the prepared commit of version {self._pending['committed_version']} "
+            f"({why}); the bank stays at committed_version {self.committed_version}",
+            stacklevel=4,
+        )
+        self._pending = None
+        self._remove_journal()
+
+    def _discard_own(self) -> None:
+        """Drop this object's uncommitted (or prepared) rows: they are in no checkpoint."""
+        self._close_journal()
+        self._remove_journal()
+        self._versions, self._sums, _ = self._store_tables()
 
     # ---- checkpoints
     def state_dict(self):
         self._check_usable()
-        if self._n:
+        if self._n and self._prepared is None:
             raise BankError(
-                f"bank {self.path} holds {self._n} unflushed rows; call flush() before state_dict() "
-                f"(a checkpoint refers to a committed iteration)"
+                f"bank {self.path} holds {self._n} uncommitted rows; call prepare() (or flush()) before "
+                f"state_dict() (a checkpoint refers to a committed or prepared version)"
             )
         return {
             "backend": self.backend,
-            "format_version": FORMAT_VERSION,
+            "format_version": STATE_VERSION,
             "path": self.path,
             "file_id": self._file_id,
             **{k: getattr(self, k) for k in _META_FIELDS},
-            "committed_version": self.committed_version,
+            "committed_version": self._target_version(),
         }
 
     def load_state_dict(self, state):
@@ -850,16 +1012,26 @@ class _FileBank(TargetBank):
                 f"file_id {state.get('file_id')!r}; this file: file_id {self._file_id!r}). It was recreated or "
                 f"belongs to another run; point the run at the checkpoint's bank file or refill the bank"
             )
-        if self._n:  # uncommitted rows are not part of any checkpoint
-            self._close_journal()
-            self._remove_journal()
-            self._versions = self._store_versions()
-        if int(state.get("committed_version", -2)) != self.committed_version:
+        expected = int(state.get("committed_version", -2))
+        if self._prepared is not None and expected == self._target_version():
+            self.commit()
+        elif self._n:  # uncommitted rows are not part of this checkpoint
+            self._discard_own()
+        if self._pending is not None:
+            target = int(self._pending["committed_version"])
+            if expected == target:
+                self._replay(self._pending)  # the checkpoint was written: roll forward
+                self.recovered_version = target
+                self._pending = None
+            elif expected == self.committed_version:
+                self._discard_pending(f"its checkpoint was never written; this one expects version {expected}")
+        if expected != self.committed_version:
             raise BankError(
                 f"bank file {self.path} is at committed_version {self.committed_version} but the checkpoint "
-                f"expects {state.get('committed_version')}: the file has moved on (or back) since the checkpoint, "
-                f"so its targets are not the checkpoint's. Resume from the checkpoint taken at version "
-                f"{self.committed_version}, or delete the bank and refill it"
+                f"expects {state.get('committed_version')}: the bank holds the targets of another point of the "
+                f"run, and those of the checkpoint are gone. Resume from a checkpoint taken at version "
+                f"{self.committed_version} if there is one; otherwise the run cannot be resumed exactly: start "
+                f"it again (a new name=..., or move this bank away first)"
             )
 
     # ---- closing
@@ -872,24 +1044,33 @@ class _FileBank(TargetBank):
             self._store_close()
         finally:
             self._closed = True
+            if self._lockf is not None:
+                self._lockf.close()
+                self._lockf = None
             if _OPEN_FILES.get(self.path) is self:
                 del _OPEN_FILES[self.path]
 
     def close(self):
         if self._closed:
             return
-        if self._n and not self._broken:
+        if self._prepared is not None and not self._broken:
+            warnings.warn(
+                f"closing bank {self.path} with a prepared commit (version {self._target_version()}): kept; "
+                f"the next load_state_dict applies it if its checkpoint was written, and drops it otherwise",
+                stacklevel=2,
+            )
+        elif self._n and not self._broken:
             warnings.warn(
                 f"closing bank {self.path} with {self._n} unflushed rows: they are discarded "
                 f"(call flush() to commit them)",
                 stacklevel=2,
             )
-        broken = self._broken
+        keep = self._broken or self._prepared is not None or self._pending is not None
         self._release()
-        if not broken:  # a broken flush keeps its committed journal for the next open
+        if not keep:  # a broken commit or a prepared one stays for the next open
             self._close_journal()
             self._remove_journal()
-        self._slot = self._versions = None
+        self._slot = self._versions = self._sums = None
 
 
 class DiskBank(_FileBank):
@@ -897,12 +1078,11 @@ class DiskBank(_FileBank):
 
     backend = "disk"
 
-    def __init__(
-        self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", chunk_rows=0, durable=True
-    ):
+    def __init__(self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", chunk_rows=0,
+                 durable=True, run_id=""):
         self._f = None
         super().__init__(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint,
-                         durable=durable, chunk_rows=chunk_rows)
+                         durable=durable, chunk_rows=chunk_rows, run_id=run_id)
 
     def _store_exists(self):
         return os.path.exists(self.path)
@@ -913,6 +1093,8 @@ class DiskBank(_FileBank):
         try:
             f = h5py.File(self.path, "r")
         except OSError as e:
+            if _hdf5_locked(e):
+                raise _in_use(self.path, None) from None
             raise BankError(f"{self.path} exists and is not a readable HDF5 file ({e}); refusing to touch it. "
                             f"Delete it or use another path.") from None
         with f:
@@ -921,14 +1103,15 @@ class DiskBank(_FileBank):
                 raise BankError(f"{self.path} exists and is not an emsiam target bank; refusing to touch it. "
                                 f"Delete it or use another path.")
             if int(a["format_version"]) != FORMAT_VERSION:
-                raise BankError(f"{self.path} has bank format_version {int(a['format_version'])}, "
-                                f"this code reads {FORMAT_VERSION}")
+                raise _old_format(self.path, int(a["format_version"]))
             meta = {k: (str(a[k]) if k in ("dtype", "fingerprint") else int(a[k])) for k in _META_FIELDS}
             meta["file_id"] = str(a["file_id"])
+            meta["run_id"] = str(a["run_id"])
             meta["committed_version"] = int(a["committed_version"])
             eta, ver = f["eta"], f["version"]
             shape = (meta["n_rows"], meta["n_views"], meta["dim"])
-            if eta.shape != shape or eta.dtype != _NP_DTYPES.get(meta["dtype"]) or ver.shape != shape[:1]:
+            if (eta.shape != shape or eta.dtype != _NP_DTYPES.get(meta["dtype"]) or ver.shape != shape[:1]
+                    or "sum" not in f or f["sum"].shape != shape[:1]):
                 raise BankError(f"{self.path} is damaged: its datasets do not match its attributes")
             self.chunk_rows = 0 if eta.chunks is None else int(eta.chunks[0])  # the file's layout wins
         return meta
@@ -938,6 +1121,7 @@ class DiskBank(_FileBank):
 
         tmp = f"{self.path}.creating-{os.getpid()}"
         _remove(tmp)
+        versions, sums = np.full(self.n_rows, -1, np.int64), np.zeros(self.n_rows, np.uint64)  # zeros sum to 0
         try:
             with h5py.File(tmp, "w", libver="earliest") as f:  # superblock v0: no "open for write" flag
                 dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -948,11 +1132,14 @@ class DiskBank(_FileBank):
                     chunks = (min(self.chunk_rows, self.n_rows), self.n_views, self.dim)
                 f.create_dataset("eta", (self.n_rows, self.n_views, self.dim), dtype=self._np_dtype,
                                  chunks=chunks, dcpl=dcpl)
-                f.create_dataset("version", data=np.full(self.n_rows, -1, np.int64))
+                f.create_dataset("version", data=versions)
+                f.create_dataset("sum", data=sums)
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = FORMAT_VERSION
                 for k, v in meta.items():
                     f.attrs[k] = v
+                f.attrs["committed_version"] = np.int64(meta["committed_version"])
+                f.attrs["table_check"] = np.int64(_table_check(versions, sums))
                 f.attrs["chunk_rows"] = self.chunk_rows
             if self.durable:
                 _fsync_path(tmp)
@@ -972,18 +1159,25 @@ class DiskBank(_FileBank):
         try:
             fid = h5py.h5f.open(self.path.encode(), h5py.h5f.ACC_RDWR, fapl=fapl)
         except OSError as e:
-            raise BankError(f"cannot open bank {self.path} for writing ({e}); is another process using it?") from None
+            if _hdf5_locked(e):
+                raise _in_use(self.path, None) from None
+            raise BankError(f"cannot open bank {self.path} for writing ({e})") from None
         self._f = h5py.File(fid)
         self._eta = self._f["eta"]
         self._ver = self._f["version"]
+        self._sum = self._f["sum"]
 
-    def _store_versions(self):
-        return self._ver[...]
+    def _store_tables(self):
+        versions, sums = self._ver[...], self._sum[...]
+        return versions, sums, int(self._f.attrs["table_check"]) == _table_check(versions, sums)
 
     def _store_read(self, rows):
         if rows.size == 0:
             return np.empty((0, self.n_views, self.dim), self._np_dtype)
         return self._eta[rows]
+
+    def _store_read_range(self, start, stop):
+        return self._eta[start:stop]
 
     def _store_write(self, rows, data):
         # Runs of consecutive rows go as slices (one contiguous write each); the rest in one selection.
@@ -999,9 +1193,12 @@ class DiskBank(_FileBank):
             pick = np.flatnonzero(~np.repeat(long, ends - starts))
             self._eta[rows[pick]] = data[pick]
 
-    def _store_commit(self, versions, committed_version):
+    def _store_commit(self, versions, sums, committed_version):
         self._ver[...] = versions
-        self._f.attrs.modify("committed_version", committed_version)  # in place, same type and size
+        self._sum[...] = sums
+        a = self._f.attrs  # in place: same type and size
+        a.modify("committed_version", np.int64(committed_version))
+        a.modify("table_check", np.int64(_table_check(versions, sums)))
         self._f.flush()
         if self.durable:
             os.fsync(self._f.id.get_vfd_handle())
@@ -1013,21 +1210,18 @@ class DiskBank(_FileBank):
 
 
 class MemmapBank(_FileBank):
-    """The bank as a raw .npy file used through np.memmap, plus a <path>.meta.npz sidecar.
-
-    The sidecar holds the metadata (JSON) and the versions and is replaced atomically at
-    each commit; a data file without its sidecar is an interrupted creation and is refused.
-    """
+    """The bank as a raw .npy file used through np.memmap, plus a <path>.meta.npz sidecar (metadata,
+    versions and row checksums, replaced atomically at each commit; its presence marks a complete bank)."""
 
     backend = "memmap"
 
-    def __init__(self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", durable=True):
+    def __init__(self, path, n_rows, n_views, dim, *, dtype="fp32", device="cpu", fingerprint="", durable=True,
+                 run_id=""):
         self._mm = None
-        self._lock_fd = None
         p = os.path.abspath(os.fspath(path)) if path is not None else None
         self._meta_path = None if p is None else p + ".meta.npz"
         super().__init__(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint,
-                         durable=durable)
+                         durable=durable, run_id=run_id)
 
     def _store_exists(self):
         return os.path.exists(self.path) or os.path.exists(self._meta_path)
@@ -1038,10 +1232,13 @@ class MemmapBank(_FileBank):
     def _load_sidecar(self):
         try:
             with np.load(self._meta_path, allow_pickle=False) as z:
-                return json.loads(str(z["meta"][()])), np.array(z["version"])
-        except (OSError, ValueError, KeyError) as e:
+                meta = json.loads(str(z["meta"][()]))
+                if meta.get("format_version") != FORMAT_VERSION:
+                    return meta, None, None
+                return meta, np.array(z["version"]), np.array(z["sum"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise BankError(f"{self._meta_path} is not a readable bank sidecar ({e}); refusing to touch the bank. "
-                            f"Delete {self.path} and it, or use another path.") from None
+                            f"{_DAMAGED_ADVICE}") from None
 
     def _store_meta(self):
         if not os.path.exists(self._meta_path):
@@ -1050,9 +1247,11 @@ class MemmapBank(_FileBank):
         if not os.path.exists(self.path):
             raise BankError(f"{self._meta_path} exists but its data file {self.path} is missing; "
                             f"delete the sidecar or use another path.")
-        meta, versions = self._load_sidecar()
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise BankError(f"{self.path} is not an emsiam target bank of format_version {FORMAT_VERSION}")
+        meta, versions, sums = self._load_sidecar()
+        if meta.get("format") != FORMAT:
+            raise BankError(f"{self.path} is not an emsiam target bank")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise _old_format(self.path, meta.get("format_version"))
         with open(self.path, "rb") as f:
             try:
                 major, _ = np.lib.format.read_magic(f)
@@ -1061,14 +1260,17 @@ class MemmapBank(_FileBank):
             except ValueError as e:
                 raise BankError(f"{self.path} is not a .npy file ({e}); refusing to touch it") from None
         expect = (meta["n_rows"], meta["n_views"], meta["dim"])
-        if tuple(shape) != expect or fortran or dtype != _NP_DTYPES.get(meta["dtype"]) or versions.shape != expect[:1]:
+        if (tuple(shape) != expect or fortran or dtype != _NP_DTYPES.get(meta["dtype"])
+                or versions.shape != expect[:1] or sums.shape != expect[:1]):
             raise BankError(f"{self.path} is damaged: its header or versions do not match its sidecar")
+        meta.setdefault("run_id", "")
         return meta
 
-    def _write_sidecar(self, meta: dict, versions: np.ndarray, target: str) -> None:
+    def _write_sidecar(self, meta: dict, versions: np.ndarray, sums: np.ndarray, target: str) -> None:
+        meta = {**meta, "table_check": _table_check(versions, sums)}
         tmp = target + ".tmp"
         with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), version=versions)
+            np.savez(f, meta=np.array(json.dumps(meta)), version=versions, sum=sums)
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())
@@ -1089,49 +1291,42 @@ class MemmapBank(_FileBank):
             _link_into_place(tmp, self.path)
         finally:
             _remove(tmp)
-        # The sidecar last: its presence marks a complete bank.
-        self._write_sidecar(meta, np.full(self.n_rows, -1, np.int64), self._meta_path)
+        # The sidecar last: its presence marks a complete bank. Rows of zeros have checksum 0.
+        self._write_sidecar(meta, np.full(self.n_rows, -1, np.int64), np.zeros(self.n_rows, np.uint64),
+                            self._meta_path)
         return meta
 
     def _store_open(self):
-        import fcntl
-
-        self._lock_fd = os.open(self.path, os.O_RDWR)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise BankError(f"bank {self.path} is in use by another process") from None
         self._mm = np.load(self.path, mmap_mode="r+")
         self._meta = self._load_sidecar()[0]
 
-    def _store_versions(self):
-        return self._load_sidecar()[1]
+    def _store_tables(self):
+        meta, versions, sums = self._load_sidecar()
+        return versions, sums, meta.get("table_check") == _table_check(versions, sums)
 
     def _store_read(self, rows):
         return self._mm[rows]
 
+    def _store_read_range(self, start, stop):
+        return self._mm[start:stop]
+
     def _store_write(self, rows, data):
         self._mm[rows] = data
 
-    def _store_commit(self, versions, committed_version):
+    def _store_commit(self, versions, sums, committed_version):
         if self.durable:
             self._mm.flush()  # msync the rows before the sidecar names them committed
         self._meta["committed_version"] = int(committed_version)
-        self._write_sidecar(self._meta, versions, self._meta_path)
+        self._write_sidecar(self._meta, versions, sums, self._meta_path)
 
     def _store_close(self):
         self._mm = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
 
 # --------------------------------------------------------------------------- factory
 
 
-def _validate(backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows) -> None:
+def _validate(backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows, run_id="") -> None:
     """All argument checks, before anything is allocated or created."""
     if backend not in BACKENDS:
         raise BankError(f"unknown bank backend {backend!r}; choose one of {BACKENDS}")
@@ -1142,6 +1337,8 @@ def _validate(backend, n_rows, n_views, dim, dtype, device, path, fingerprint, c
                         f"choose one of {_BACKEND_DTYPES[backend]}{hint}")
     if not isinstance(fingerprint, str):
         raise BankError(f"fingerprint must be a str, got {type(fingerprint).__name__}")
+    if not isinstance(run_id, str):
+        raise BankError(f"run_id must be a str, got {type(run_id).__name__}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 0:
         raise BankError(f"chunk_rows must be an int >= 0 (0 = contiguous), got {chunk_rows!r}")
     dev = _parse_device(device)
@@ -1182,6 +1379,7 @@ def make_bank(
     fingerprint: str = "",
     chunk_rows: int = 0,
     durable: bool = True,
+    run_id: str = "",
 ) -> TargetBank:
     """Create a bank, or reopen the file bank at `path` (which must match the run).
 
@@ -1195,13 +1393,16 @@ def make_bank(
         chunk_rows: disk only: 0 = contiguous dataset (fastest for random rows), >0 = HDF5 chunks
             of that many rows. Ignored when reopening (the file's layout is kept).
         durable: file banks: fsync at commit points (survive power loss, not just a killed process).
+        run_id: file banks: the run the bank belongs to (e.g. its run directory); a file made for
+            another run is refused even when the fingerprint matches. Ignored by the device bank.
     """
-    _validate(backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows)
+    _validate(backend, n_rows, n_views, dim, dtype, device, path, fingerprint, chunk_rows, run_id)
     if backend == "device":
         return DeviceBank(n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint)
     if backend == "disk":
         return DiskBank(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint,
-                        chunk_rows=chunk_rows, durable=durable)
+                        chunk_rows=chunk_rows, durable=durable, run_id=run_id)
     if chunk_rows:
         raise BankError("chunk_rows applies to the 'disk' (HDF5) backend only")
-    return MemmapBank(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint, durable=durable)
+    return MemmapBank(path, n_rows, n_views, dim, dtype=dtype, device=device, fingerprint=fingerprint, durable=durable,
+                      run_id=run_id)

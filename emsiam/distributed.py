@@ -291,6 +291,12 @@ class ReplicatedBank(_SharedBank):
     def flush(self):
         self.inner.flush()
 
+    def prepare(self):
+        return self.inner.prepare()
+
+    def commit(self):
+        self.inner.commit()
+
     def state_dict(self):
         return self.inner.state_dict()
 
@@ -339,6 +345,13 @@ class RankZeroBank(_SharedBank):
     def flush(self):
         if self.inner is not None:
             self.inner.flush()
+
+    def prepare(self):
+        return self.inner.prepare() if self.inner is not None else None
+
+    def commit(self):
+        if self.inner is not None:
+            self.inner.commit()
 
     def state_dict(self):
         return self.inner.state_dict() if self.inner is not None else {}
