@@ -87,7 +87,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_second_writer_is_refused_and_stale_lock_is_taken_over(tiny_overrides, capsys):
+def test_second_writer_is_refused_and_stale_lock_is_taken_over(tiny_overrides, capsys, monkeypatch):
     """Two writers: a live holder's pid is named and nothing is written; after it is killed
     (kill -9 drops its flock), the stale lock is recognised and taken over."""
     cfg = load_config(None, tiny_overrides + FAST + ["name=twin"])
@@ -102,22 +102,18 @@ def test_second_writer_is_refused_and_stale_lock_is_taken_over(tiny_overrides, c
     finally:
         holder.kill()
         holder.wait()
+    seen = []
+    save = Run.save
+
+    def save_and_look(self, state):  # the lock is ours while the run writes
+        seen.append(json.loads((self.dir / LOCK).read_text())["pid"])
+        save(self, state)
+
+    monkeypatch.setattr(Run, "save", save_and_look)
     with pytest.warns(UserWarning, match=f"taking over the lock left by pid {holder.pid}"):
         records = train(cfg)
-    assert [r["epoch"] for r in records] == [0, 1]
+    assert [r["epoch"] for r in records] == [0, 1] and seen == [os.getpid()]
     assert (cfg.run_dir / LOCK).read_text() == ""  # released at the end: no stale record left
-
-
-def test_lock_is_held_by_the_writer_for_the_life_of_the_run(tiny_overrides, monkeypatch):
-    cfg = load_config(None, tiny_overrides + FAST + ["name=held"])
-    seen = []
-
-    def save(self, state):
-        seen.append(json.loads((self.dir / LOCK).read_text())["pid"])
-
-    monkeypatch.setattr(Run, "save", save)
-    train(cfg)
-    assert seen == [os.getpid()]
 
 
 # --------------------------------------------------------------------------
