@@ -258,8 +258,10 @@ def _npz_count(path: Path) -> int | None:
 
     try:
         with zipfile.ZipFile(path) as z, z.open("images.npy") as f:
-            version = np.lib.format.read_magic(f)
-            shape = np.lib.format._read_array_header(f, version)[0]  # header only, no data
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape = read(f)[0]  # header only, no data
             return int(shape[0]) if shape else None
     except Exception:  # noqa: BLE001 - the loader reports a malformed file properly later
         return None

@@ -310,6 +310,19 @@ def test_cli_config_errors(tmp_path, monkeypatch, capsys, args, code, needle):
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_batch_larger_than_npz_dataset_from_its_header(tmp_path, monkeypatch, capsys):
+    """The npz source's size comes from the images array header, before any data is loaded."""
+    import numpy as np
+
+    _no_data_load(monkeypatch)
+    for split, n in (("train", 20), ("test", 8)):
+        np.savez_compressed(tmp_path / f"{split}.npz", images=np.zeros((n, 8, 8, 3), np.uint8),
+                            labels=np.zeros(n, np.int64))
+    assert main(["train", "data.source=npz", f"data.root={tmp_path}", "optim.batch_size=64",
+                 f"out_dir={tmp_path}"]) == 2
+    assert "(20 images of data.source=npz)" in _one_line_error(capsys)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cli_cuda_without_cuda(tmp_path, monkeypatch, capsys):
     _no_data_load(monkeypatch)
