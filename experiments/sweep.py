@@ -241,7 +241,10 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True) if sy
 
 
 def _child_setup(parent: int) -> None:
-    """In the forked child, before exec: die with the runner (SIGKILL when it exits, Linux)."""
+    """In the forked child, before exec: die with the runner (SIGKILL when it exits, Linux).
+
+    The kernel sends the signal when the *thread* that forked the child ends; that is the pool
+    thread that then waits for the child, so it outlives the child unless the runner dies."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the runner died before prctl took effect
