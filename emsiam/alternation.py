@@ -35,6 +35,8 @@ SYNC_EVERY = 10
 class NonFiniteLoss(RunError):
     """The training loss became NaN or infinite; the last finite checkpoint is kept."""
 
+    exit_code = 10
+
 
 def outer_iterations(order: torch.Tensor, batch_size: int, k: int) -> list[list[torch.Tensor]]:
     """Split an epoch's permutation into groups of k batches of image indices (last group truncated)."""
@@ -57,7 +59,8 @@ def m_step(s: Setup, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Ten
 
 def fit(s: Setup) -> list[dict[str, Any]]:
     cfg, model, variant = s.cfg, s.model, s.variant
-    k = steps_per_outer(cfg, len(s.batches))
+    k = steps_per_outer(cfg, len(s.batches))  # more than an epoch only for k = "Eepochs"
+    k_in_epoch = min(k, len(s.batches))
     s.run.initialise()
     start_epoch, step = _restore(s) if cfg.resume else (0, 0)
     if not cfg.resume:
@@ -71,9 +74,13 @@ def fit(s: Setup) -> list[dict[str, Any]]:
         n_diag, n_done, t0 = 0, 0, time.perf_counter()
         bar = tqdm(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                    disable=not cfg.progress or not distributed.is_main(), leave=False, dynamic_ncols=True)
-        for global_group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k):
+        for global_group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k_in_epoch):
             group = [distributed.rank_slice(idx) for idx in global_group]  # this rank's part of each batch
-            variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
+            if k <= len(s.batches):
+                variant.e_step(group, s.train.images, step)  # E-step: η for every image of the group
+            elif step % k == 0:  # the outer iteration spans epochs: one E-step (θ_t) for all their batches
+                span = [distributed.rank_slice(idx) for idx in _batches_of_epochs(s, epoch, k // len(s.batches))]
+                variant.e_step(span, s.train.images, step)
             for idx in group:  # M-step: one SGD step on θ per batch
                 x = s.train.images.index_select(0, idx)
                 if step % cfg.method.diag_every == 0:  # probes see the targets as this step uses them
@@ -98,6 +105,13 @@ def fit(s: Setup) -> list[dict[str, Any]]:
         _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
         distributed.barrier()  # rank 0 has written metrics and checkpoint
     return s.run.metrics()
+
+
+def _batches_of_epochs(s: Setup, first: int, n: int) -> list[torch.Tensor]:
+    """The batches of epochs first..first+n-1 (fewer at the end of training), in step order."""
+    last = min(first + n, s.cfg.optim.epochs)
+    B = s.cfg.optim.batch_size
+    return [group[0] for e in range(first, last) for group in outer_iterations(s.batches.indices(e), B, 1)]
 
 
 def _check_finite(bad_step: int, epoch: int, epochs: int) -> None:
@@ -129,6 +143,9 @@ def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seco
             "model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "variant": s.variant.state_dict(),
             "epoch": epoch + 1, "step": step,
         })
+        bank = getattr(s.variant, "bank", None)
+        if bank is not None:  # the checkpoint names the bank's prepared version: apply it now
+            bank.commit()
 
 
 def _restore(s: Setup) -> tuple[int, int]:

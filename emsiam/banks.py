@@ -33,6 +33,7 @@ import hashlib
 import json
 import operator
 import os
+import resource
 import shutil
 import socket
 import time
@@ -632,6 +633,12 @@ class _FileBank(TargetBank):
     # ---- checks
     def _check_disk_space(self) -> None:
         need = self.nbytes + 16 * self.n_rows
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # a process file-size cap (ulimit -f)
+        if limit != resource.RLIM_INFINITY and need > limit:  # HDF5 can crash on a failed write: refuse first
+            raise BankError(
+                f"bank {self.path} needs {_gib(need)} but this process may write files of at most "
+                f"{_gib(limit)} (ulimit -f); raise the limit, or use dtype='fp16' or fewer rows"
+            )
         free = shutil.disk_usage(os.path.dirname(self.path)).free
         if need > free:
             raise BankError(

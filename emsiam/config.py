@@ -78,10 +78,10 @@ class MethodConfig:
     """Which solver of L(θ, η) = E‖F_θ(T(x)) − η_x‖² to run (design/alternation.md)."""
 
     variant: Literal["simsiam", "kstep", "ema", "momentum", "mean_input"] = "simsiam"
-    k: int | Literal["epoch"] = 1  # kstep: inner SGD steps per outer iteration (E-step)
+    k: int | str = 1  # kstep: inner SGD steps per outer iteration (<= an epoch), "epoch", or "Eepochs" (E epochs)
     views: Literal["replay", "fresh"] = "replay"  # kstep: M-step views = E-step views, or new ones
     e_step_bn: Literal["train", "eval"] = "train"  # BN mode of target computation (running stats untouched)
-    predictor: Literal["auto", "learned", "none", "fixed_random"] = "auto"  # auto: none for ema, else learned
+    predictor: Literal["auto", "learned", "none", "fixed_random", "directpred", "directcopy"] = "auto"  # auto: none for ema, else learned
     stopgrad: bool = True  # simsiam only: False back-propagates through the target branch
     symmetric: bool = True  # both loss terms (False: ½ weight dropped, only D(p1, η2))
     pairs: int = 1  # simsiam: independent view pairs per image per step, losses averaged (Table 5 "2x": 2, asymmetric)
@@ -96,6 +96,10 @@ class MethodConfig:
     diag_every: int = 47  # steps between staleness probes (prime: probes do not alias with k = 10, 100)
     probe_images: int = 256  # predictor-expectation probe: P images ...
     probe_views: int = 8  # ... times M views
+    directpred_rho: float = 0.3  # directpred/directcopy: F̂ ← ρ·F̂ + (1−ρ)·mean(f fᵀ)
+    directpred_eps: float = 0.1  # directpred: p_j = √(s_j/s_max) + ε; directcopy: W_p = F̂/s_max + ε·I
+    directpred_freq: int = 1  # directpred/directcopy: W_p set from F̂ every freq steps (SGD in between)
+    target_views: int = 1  # kstep: η_x = mean of F over M target views, disjoint from the M-step's (1: today's η)
 
 
 @dataclass
@@ -153,6 +157,13 @@ class Config:
 
 # Keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir", "log.tensorboard", "log.wandb", "log.wandb_project"}
+
+# Keys added after runs existed, with the value that behaves as the code did before them: a saved
+# config without such a key equals one with this value (resume, bank fingerprints).
+ADDED_KEYS: dict[str, Any] = {
+    "method.directpred_rho": 0.3, "method.directpred_eps": 0.1, "method.directpred_freq": 1,
+    "method.target_views": 1,
+}
 
 
 # --------------------------------------------------------------------------
@@ -338,6 +349,25 @@ def _plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in bad) and not Path(name).is_absolute()
 
 
+def k_epochs(k: str) -> int:
+    """``"epoch"`` -> 1, ``"5epochs"`` -> 5: the epochs one outer iteration spans."""
+    if k == "epoch":
+        return 1
+    m = re.fullmatch(r"(\d+)epochs?", k)
+    if not m or int(m.group(1)) < 1:
+        raise ConfigError(f"method.k: expected an integer, 'epoch' or 'Eepochs' (e.g. 2epochs), got {k!r}")
+    return int(m.group(1))
+
+
+def _valid_k(k: int | str) -> bool:
+    if isinstance(k, int):
+        return k >= 1
+    try:
+        return k_epochs(k) >= 1
+    except ConfigError:
+        return False
+
+
 def validate(cfg: Config) -> None:
     """Semantic checks that types alone cannot express."""
     o, m, e, dc = cfg.optim, cfg.model, cfg.eval, cfg.data
@@ -353,7 +383,8 @@ def validate(cfg: Config) -> None:
         (e.knn_k >= 1 and e.knn_t > 0, "eval.knn_k must be >= 1 and eval.knn_t > 0"),
         (dc.resolution >= 8, "data.resolution must be >= 8"),
         (cfg.ckpt_every >= 1, "ckpt_every must be >= 1"),
-        (cfg.method.k == "epoch" or cfg.method.k >= 1, "method.k must be >= 1 or 'epoch'"),
+        (_valid_k(cfg.method.k), f"method.k must be an integer >= 1, 'epoch', or 'Eepochs' (e.g. 2epochs); "
+                                 f"got {cfg.method.k!r}"),
         (0.0 <= cfg.method.ema_m < 1.0, "method.ema_m must be in [0, 1)"),
         (0.0 <= cfg.method.momentum_tau < 1.0, "method.momentum_tau must be in [0, 1)"),
         (cfg.method.mean_input_views >= 1, "method.mean_input_views must be >= 1"),
@@ -372,10 +403,40 @@ def validate(cfg: Config) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    _refuse_ignored_keys(cfg.method)
+
+
+#: Method keys that only some predictors / variants read.
+_CLOSED_FORM_KEYS = ("directpred_rho", "directpred_eps", "directpred_freq")
+
+
+def _refuse_ignored_keys(m: MethodConfig) -> None:
+    """Refuse keys the chosen predictor or variant would silently ignore, and their ranges."""
+    defaults = MethodConfig()
+    closed_form = m.predictor in ("directpred", "directcopy")
+    for key in _CLOSED_FORM_KEYS:
+        if not closed_form and getattr(m, key) != getattr(defaults, key):
+            raise ConfigError(f"method.{key} applies to method.predictor=directpred|directcopy only, "
+                              f"not method.predictor={m.predictor}")
+    if m.target_views != 1 and m.variant != "kstep":
+        raise ConfigError(f"method.target_views > 1 applies to method.variant=kstep only, not method.variant={m.variant}")
+    checks = [
+        (0.0 <= m.directpred_rho < 1.0, "method.directpred_rho must be in [0, 1)"),
+        (m.directpred_eps >= 0.0, "method.directpred_eps must be >= 0"),
+        (m.directpred_freq >= 1, "method.directpred_freq must be >= 1"),
+        (m.target_views >= 1, "method.target_views must be >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
 
 
 def diff(a: dict[str, Any], b: dict[str, Any], ignore: set[str] = RESUME_FREE_KEYS) -> list[str]:
     """Lines ``key: old -> new`` for every flattened key that differs."""
     fa, fb = flatten(a), flatten(b)
+    for k, before in ADDED_KEYS.items():  # a config saved before the key existed ran with this value
+        for f, other in ((fa, fb), (fb, fa)):
+            if k not in f and other.get(k) == before:
+                f[k] = before
     keys = sorted(set(fa) | set(fb))
     return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys if k not in ignore and fa.get(k) != fb.get(k)]

@@ -25,6 +25,7 @@ from .config import Config, ConfigError, DataConfig, OptimConfig
 from .evaluate import evaluate, expectation_gap
 from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
+from .predictors import save_spectra, spectral_alignment
 from .runs import Run, release_lock
 from .variants import Variant, autocast, build_variant, predictor_kind
 
@@ -119,8 +120,11 @@ def setup(cfg: Config) -> Setup:
     torch.manual_seed(cfg.seed)
     train, test = load_data(cfg.data, device)
     if len(train) < cfg.optim.batch_size:
-        raise ValueError(f"optim.batch_size={cfg.optim.batch_size} exceeds the training set ({len(train)} images)")
-    model = build_model(cfg.model, predictor_kind(cfg)).to(device)
+        raise data_mod.DataError(f"optim.batch_size={cfg.optim.batch_size} exceeds the training set "
+                                 f"({len(train)} images); lower optim.batch_size or use more data")
+    m = cfg.method
+    model = build_model(cfg.model, predictor_kind(cfg), rho=m.directpred_rho, eps=m.directpred_eps,
+                        freq=m.directpred_freq).to(device)
     model = distributed.sync_batchnorm(model, device)  # BN over the global batch (no-op in one process)
     distributed.broadcast_parameters(model)
     fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
@@ -163,6 +167,11 @@ def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = Non
         bank=s.variant.expectation_bank(), bank_bn=s.cfg.method.e_step_bn, amp=amp,
     ))
     metrics.update(s.variant.eval_metrics())
+    spectral, spectra = spectral_alignment(  # predictor vs F̂ (DirectPred's theory); spectra for figures
+        s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed, amp=amp)
+    metrics.update(spectral)
+    if spectra and distributed.is_main():
+        save_spectra(s.cfg.run_dir, epoch, step, spectra, predictor_kind(s.cfg))
     record = {"epoch": epoch, "step": step, **(extra or {}), **metrics, "time/eval_s": time.perf_counter() - t0}
     s.run.log(record)
     return record
@@ -172,9 +181,14 @@ def train(cfg: Config) -> list[dict[str, Any]]:
     """Train as configured (any variant); returns the run's metric records."""
     from .alternation import fit
 
+    s = None
     try:
-        return fit(setup(cfg))
+        s = setup(cfg)
+        return fit(s)
     finally:
+        bank = getattr(s.variant, "bank", None) if s is not None else None
+        if bank is not None:
+            bank.close()  # releases the bank file's lock now, not at garbage collection
         release_lock(cfg.run_dir)  # taken by Run.open; a no-op where another process holds it
         distributed.cleanup()
 

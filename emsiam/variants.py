@@ -33,11 +33,16 @@ from torch import nn
 from . import distributed
 from .augment import AugmentSpec, augment, view_seeds
 from .banks import TargetBank, make_bank
-from .config import RESUME_FREE_KEYS, Config, flatten, to_dict
+from .config import RESUME_FREE_KEYS, Config, flatten, k_epochs, to_dict
 from .losses import negative_cosine, normalized_mse
 from .models import SimSiam
+from .config import ADDED_KEYS
+from .predictors import step_hook
 
 LOSSES = {"cosine": negative_cosine, "mse": normalized_mse}
+#: First view number of kstep's M target views (``method.target_views``): 0-3 are M-step views
+#: (replay, fresh, pairs, ema's extra view), 100+ mean_input's pixel-mean views.
+TARGET_VIEW0 = 200
 
 
 def predictor_kind(cfg: Config) -> str:
@@ -47,8 +52,14 @@ def predictor_kind(cfg: Config) -> str:
 
 
 def steps_per_outer(cfg: Config, steps_per_epoch: int) -> int:
-    k = cfg.method.k if cfg.method.variant in ("kstep", "mean_input") else 1
-    return steps_per_epoch if k == "epoch" else min(int(k), steps_per_epoch)
+    """Inner steps per outer iteration: k (at most one epoch), an epoch for ``k=epoch``, or
+    E epochs for ``k=Eepochs`` (the only way an outer iteration spans epochs)."""
+    if cfg.method.variant not in ("kstep", "mean_input"):
+        return 1
+    k = cfg.method.k
+    if isinstance(k, str):
+        return k_epochs(k) * steps_per_epoch
+    return min(int(k), steps_per_epoch)
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -61,6 +72,7 @@ def autocast(cfg: Config, device: torch.device):
 
 def config_fingerprint(cfg: Config) -> str:
     d = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in RESUME_FREE_KEYS}
+    d = {k: v for k, v in d.items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}  # older banks still match
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,7 +145,8 @@ class Variant:
         return total / self.cfg.method.pairs
 
     def after_step(self) -> None:
-        """Called after every optimizer step."""
+        """Called after every optimizer step: F̂ and closed-form predictors (predictors.step_hook)."""
+        step_hook(self.model)
 
     def end_epoch(self) -> None:
         """Called after the last step of every epoch."""
@@ -169,17 +182,39 @@ class KStep(Variant):
 
     uses_bank = True
 
-    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank):
+    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank, n_images: int):
         super().__init__(cfg, model, spec, memory_format)
         self.bank = bank
         self.group_start = 0
+        self.n_images = n_images
+        self.span = k_epochs(cfg.method.k) if isinstance(cfg.method.k, str) else 1  # epochs an η serves
+        self.steps_per_epoch = max(n_images // cfg.optim.batch_size, 1)  # Batches drop the last partial batch
+
+    def slots(self, idx: torch.Tensor, step: int) -> torch.Tensor:
+        """Bank rows of images ``idx`` at ``step``: the image index, plus N per epoch into the outer
+        iteration when it spans several epochs (an image then has one target pair per epoch)."""
+        if self.span == 1:
+            return idx
+        return idx + self.n_images * ((step - self.group_start) // self.steps_per_epoch)
 
     def targets(self, x: torch.Tensor, idx: torch.Tensor, step: int) -> torch.Tensor:
         """(B, 2, d) targets for batch x: one per view, each view a separate forward (as in simsiam).
 
         Stored unnormalised: D and the MSE form normalise η themselves, so the
         cached value is bit-for-bit SimSiam's sg(z) and k = 1 reproduces it exactly.
+
+        ``method.target_views=M > 1``: the explicit expectation η_x = (1/M) Σ_i F_θt(T(x; s_i)),
+        each F l2-normalised before the mean, over M target views numbered TARGET_VIEW0 + i
+        (disjoint from the M-step's views 0-3). Both loss terms use this one η: neither view of
+        the pair is among the M, so no term's target contains its own view, and splitting the M
+        views between the terms would halve each estimate.
         """
+        M = self.cfg.method.target_views
+        if M > 1:
+            xs = self.views(x, idx, step, first=TARGET_VIEW0, n=M)
+            with self.amp():
+                eta = sum(self.encode(xv) for xv in xs) / M
+            return torch.stack([eta, eta], dim=1)
         x1, x2 = self.views(x, idx, step)
         with self.amp():
             return torch.stack([self.model.encoder(x1).float(), self.model.encoder(x2).float()], dim=1)
@@ -188,25 +223,39 @@ class KStep(Variant):
         self.group_start = step
         with target_mode(self.model, self.cfg.method.e_step_bn):
             for j, idx in enumerate(group):
-                self.bank.write(idx, self.targets(images.index_select(0, idx), idx, step + j), version=step)
-        self.bank.flush()
+                eta = self.targets(images.index_select(0, idx), idx, step + j)
+                self.bank.write(self.slots(idx, step + j), eta, version=step)
+        if self.span == 1:  # targets that outlive an epoch are committed with the checkpoint instead
+            self.bank.flush()
 
     def loss(self, idx, x, step):
         first = 0 if self.cfg.method.views == "replay" else 2
         x1, x2 = self.views(x, idx, step, first)
-        eta = self.bank.read(idx)  # (B, 2, d), written by the E-step of this outer iteration
+        eta = self.bank.read(self.slots(idx, step))  # (B, 2, d), written by this outer iteration's E-step
         p1, p2, _, _ = self.model(x1, x2)
         return self.pair_loss(p1.float(), p2.float(), eta[:, 0], eta[:, 1])
 
     def diagnostics(self, idx, x, step):
         """Staleness at the target's use, before the optimizer step that uses it: cos(η, F_θ(v)) for
         the view v that produced η, recomputed with the current θ (exactly 1 with k = 1); age in steps."""
-        j = step - self.group_start
+        slots = self.slots(idx, step)
         with target_mode(self.model, self.cfg.method.e_step_bn):
-            now = self.targets(x, idx, self.group_start + j)
-        cos = F.cosine_similarity(self.bank.read(idx), now, dim=-1).mean().item()
-        age = (step - self.bank.versions(idx)).float().mean().item()
+            now = self.targets(x, idx, step)
+        cos = F.cosine_similarity(self.bank.read(slots), now, dim=-1).mean().item()
+        age = (step - self.bank.versions(slots)).float().mean().item()
         return {"bank/staleness_cos": cos, "bank/age_steps": age}
+
+    def state_dict(self):
+        """Targets that outlive an epoch (k spanning epochs) are part of the checkpoint."""
+        if self.span == 1:
+            return {}
+        self.bank.prepare()  # committed by the loop once the checkpoint is written (banks.py)
+        return {"bank": self.bank.state_dict(), "group_start": self.group_start}
+
+    def load_state_dict(self, state):
+        if self.span > 1:
+            self.bank.load_state_dict(state["bank"])
+            self.group_start = int(state["group_start"])
 
 
 class MeanInput(KStep):
@@ -224,7 +273,7 @@ class MeanInput(KStep):
         return torch.stack([eta, eta], dim=1)
 
     def diagnostics(self, idx, x, step):
-        age = (step - self.bank.versions(idx)).float().mean().item()
+        age = (step - self.bank.versions(self.slots(idx, step))).float().mean().item()
         return {"bank/age_steps": age}
 
 
@@ -240,7 +289,7 @@ class EMA(Variant):
 
     uses_bank = True
 
-    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank):
+    def __init__(self, cfg, model, spec, memory_format, bank: TargetBank, n_images: int):
         super().__init__(cfg, model, spec, memory_format)
         self.bank = bank
         # per-row count of EMA updates: all ranks' up to the last sync, and this process's since then
@@ -316,9 +365,13 @@ class EMA(Variant):
         return {"bank/init_weight": (self.cfg.method.ema_m ** n).mean().item()}
 
     def end_epoch(self):
-        self.bank.flush()  # commit the epoch's updates (file banks: atomically)
+        """Nothing: the bank is committed with the next checkpoint (see state_dict), so that a run
+        killed before that checkpoint finds the bank at the version of its last one."""
 
     def state_dict(self):
+        """Prepares the bank's commit, whose version the checkpoint names; the loop commits it once
+        the checkpoint is written (alternation._end_of_epoch, docs/banks.md)."""
+        self.bank.prepare()
         state = {"bank": self.bank.state_dict()}
         if self._updates is not None:
             state["updates"] = self._sync_updates().clone()
@@ -351,6 +404,7 @@ class Momentum(Variant):
 
     @torch.no_grad()
     def after_step(self):
+        super().after_step()
         tau = self.cfg.method.momentum_tau
         for xi, theta in zip(self.target_encoder.parameters(), self.model.encoder.parameters()):
             xi.lerp_(theta, 1 - tau)
@@ -379,9 +433,12 @@ def build_variant(cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format,
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         path = str(cfg.run_dir / ("bank.h5" if m.bank == "disk" else "bank.npy"))
     n_views = 1 if cls is EMA else 2
+    rows = n_images
+    if cls is not EMA and isinstance(m.k, str):  # k spanning E epochs: one target pair per image and epoch
+        rows *= k_epochs(m.k)
     bank = distributed.share_bank(  # with several ranks: replicated (device) or owned by rank 0 (files)
-        lambda: make_bank(m.bank, n_images, n_views, cfg.model.dim, dtype=m.bank_dtype, device=device,
-                          path=path, fingerprint=config_fingerprint(cfg)),
+        lambda: make_bank(m.bank, rows, n_views, cfg.model.dim, dtype=m.bank_dtype, device=device,
+                          path=path, fingerprint=config_fingerprint(cfg), run_id=str(cfg.run_dir.resolve())),
         m.bank, n_views, cfg.model.dim, device,
     )
-    return cls(cfg, model, spec, memory_format, bank)
+    return cls(cfg, model, spec, memory_format, bank, n_images)

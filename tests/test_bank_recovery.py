@@ -580,8 +580,6 @@ def test_corrupt_bank_stops_resume(tmp_path, backend):
         train(load_config(None, overrides + ["resume=true"]))  # refused when the bank is opened
 
 
-@pytest.mark.xfail(strict=True, reason="build_variant does not pass the run's identity yet: "
-                   "make_bank(..., run_id=str(cfg.run_dir.resolve()))")
 def test_new_run_on_another_runs_bank_is_refused(tmp_path):
     """Same settings (name included), another out_dir, one explicit bank_path: the second run is refused."""
     from emsiam.config import load_config

@@ -471,3 +471,17 @@ def test_two_train_processes_into_one_directory(tmp_path):
         a.wait()
     cfg = (tmp_path / "twin" / "config.yaml").read_text()
     assert "seed: 0" in cfg
+
+
+def test_disk_full_while_writing_a_bank_file(tmp_path):
+    """Disk full while the EMA disk bank (HDF5) is created: one line naming the bank file, exit 6
+    (disk) or 7 (bank), no traceback; nothing of a checkpoint is left."""
+    out = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "emsiam", "train", *TINY, *FAST, "method.variant=ema",
+                        "method.bank=disk", f"out_dir={out}", "name=bankfull"],
+                       capture_output=True, text=True, cwd=tmp_path, env=_env(),
+                       preexec_fn=_limit_file_size(24_000), timeout=300)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode in (6, 7), r.stderr
+    assert len(err) == 1 and "bank" in err[0] and "Traceback" not in r.stderr, err
+    assert not (out / "bankfull" / "checkpoints" / "last.pt").exists()

@@ -373,3 +373,16 @@ def test_k_spanning_epochs_is_refused_when_malformed():
         with pytest.raises(ConfigError, match="method.k"):
             load_config(None, ["method.variant=kstep", f"method.k={bad}"])
     assert load_config(None, ["method.variant=kstep", "method.k=5epochs"]).method.k == "5epochs"
+
+
+def test_k_spanning_epochs_resumes_with_a_disk_bank(tmp_path):
+    """Targets that outlive an epoch are committed with the checkpoint (prepare, save, commit), so a
+    file bank resumes inside the outer iteration exactly like the device bank."""
+    from tests.test_runs import _train_until
+
+    common = SMALL + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=2",
+                      "method.bank=disk"]
+    full = train(load_config(None, common + ["name=full"]))
+    _train_until(load_config(None, common + ["name=part"]), stop_after_epoch=1)
+    resumed = train(load_config(None, common + ["name=part", "resume=true"]))
+    assert [r["train/loss"] for r in resumed[1:]] == [r["train/loss"] for r in full[1:]]
