@@ -76,6 +76,24 @@ MEAN_INPUT = PaperNumber("target F(mean augmented input)", None, "Su (kexue.fm 7
 # Appendix (CIFAR-10, ResNet-18, 800 epochs): linear top-1 91.8 (SimCLR 91.1).
 CIFAR10_LINEAR = 91.8
 
+# DirectPred (Tian, Chen & Ganguli 2021, arXiv 2102.06810, Tables 6-9; shared/design/predictor.md).
+# NOT the metric of METRIC: BYOL with the predictor swapped, linear top-1 % after 100 epochs on
+# CIFAR-10 (ResNet-18); the setting text says so, so that the report's table cannot mislead.
+DIRECTPRED = {
+    "directpred_eps0.1": PaperNumber("DirectPred ε=0.1 [BYOL, CIFAR-10 100 ep linear top-1; DirectPred paper]",
+                                     85.21, "DirectPred Tables 6-9", "learns"),
+    "sgd_predictor": PaperNumber("SGD-trained predictor [BYOL, CIFAR-10 100 ep linear top-1; DirectPred paper]",
+                                 84.49, "DirectPred Tables 6-9", "learns"),
+    # ε = 0 has a number on STL-10 only (76.77 vs 77.86 with ε = 0.1, 100 ep); none on CIFAR-10
+    "directpred_eps0": PaperNumber("DirectPred ε=0 [no CIFAR-10 number; STL-10 100 ep: 76.77 vs ε=0.1 77.86]",
+                                   None, "DirectPred Table 6", "learns"),
+}
+# DirectCopy (Wang et al. 2021, arXiv 2110.04947): no number transcribed in shared/design.
+DIRECTCOPY = PaperNumber("DirectCopy W_p = F̂/s_max + εI (no number transcribed)", None, "Wang et al. 2021", "learns")
+# The M-view expectation target is this lab's test of Sec. 5's hypothesis: no paper has a number.
+EXPECTATION_TARGET = PaperNumber("η = mean of F over M target views (open question)", None,
+                                 "Sec. 5 hypothesis, untested", "unknown")
+
 
 #: Per study: run label -> the paper's number for that run (labels as in experiments/<study>.py).
 STUDY_NUMBERS: dict[str, dict[str, PaperNumber]] = {
@@ -86,6 +104,13 @@ STUDY_NUMBERS: dict[str, dict[str, PaperNumber]] = {
     "predictor_ablation": dict(TABLE1),
     "symmetry": dict(SYMMETRY),
     "mean_input": {"mean_input": MEAN_INPUT, "simsiam": SIMSIAM, "ema_m0.8": SEC5_EMA},
+    "cifar10_long": {"simsiam": SIMSIAM, "k10": SEC5_KSTEP[10], "k100": SEC5_KSTEP[100],
+                     "kepoch": SEC5_KSTEP["epoch"], "ema_m0.8": SEC5_EMA, "simsiam_no_predictor": TABLE1["none"]},
+    "predictor_as_expectation": {
+        "learned": DIRECTPRED["sgd_predictor"], "directpred_eps0.1": DIRECTPRED["directpred_eps0.1"],
+        "directpred_eps0": DIRECTPRED["directpred_eps0"], "directcopy": DIRECTCOPY, "none": TABLE1["none"],
+        **{f"M{m}_{p}": EXPECTATION_TARGET for m in (2, 4, 8) for p in ("learned", "none")},
+    },
 }
 
 
@@ -179,6 +204,32 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
         Claim("(open question, no paper number) the F(x̄) target learns (above init)", "Su (kexue.fm 7980)",
               (Comparison("mean_input", INIT, ">"),)),
     ),
+    "cifar10_long": (
+        Claim("10-step ≥ 1-step", "Sec. 5 multi-step",
+              (Comparison("k10", _ONE_STEP, ">", SEC5_KSTEP[10].value, SEC5_KSTEP[1].value),)),
+        Claim("100-step ≥ 1-step", "Sec. 5 multi-step",
+              (Comparison("k100", _ONE_STEP, ">", SEC5_KSTEP[100].value, SEC5_KSTEP[1].value),)),
+        Claim("1-epoch < 1-step", "Sec. 5 multi-step",
+              (Comparison("kepoch", _ONE_STEP, "<", SEC5_KSTEP["epoch"].value, SEC5_KSTEP[1].value),)),
+        Claim("(beyond the paper) targets 2 epochs old < 1 epoch old", "this lab",
+              (Comparison("k2epochs", "kepoch", "<"),)),
+        Claim("(beyond the paper) targets 5 epochs old < 2 epochs old", "this lab",
+              (Comparison("k5epochs", "k2epochs", "<"),)),
+        Claim("EMA η without predictor (m = 0.8) learns (above init) and stays below SimSiam", "Sec. 5",
+              (Comparison("ema_m0.8", INIT, ">", SEC5_EMA.value, None),
+               Comparison("ema_m0.8", "simsiam", "<", SEC5_EMA.value, SIMSIAM.value))),
+        Claim("no predictor collapses", "Table 1", _collapses("simsiam_no_predictor", TABLE1["none"].value)),
+    ),
+    "predictor_as_expectation": (
+        Claim("DirectPred (ε = 0.1) ≥ SGD-trained predictor (DirectPred paper: BYOL, linear predictor)",
+              "DirectPred Tables 6-9",
+              (Comparison("directpred_eps0.1", "learned", ">", DIRECTPRED["directpred_eps0.1"].value,
+                          DIRECTPRED["sgd_predictor"].value),)),
+        Claim("no predictor collapses", "Table 1", _collapses("none", TABLE1["none"].value)),
+        Claim("(open question) without a predictor, an 8-view expectation target does not collapse",
+              "Sec. 5 hypothesis", (Comparison("M8_none", INIT, ">"),
+                                    Comparison("M8_none", COLLAPSE_ZSTD, ">", None, None, ZSTD_SQRT_D))),
+    ),
 }
 
 
@@ -196,6 +247,13 @@ def lookup(study: str, label: str, cfg: dict[str, Any]) -> PaperNumber | None:
         return STUDY_NUMBERS[study][label]
     variant = cfg.get("method.variant", "simsiam")
     predictor = cfg.get("method.predictor", "auto")
+    if predictor == "directpred":
+        eps = float(cfg.get("method.directpred_eps", 0.1))
+        return DIRECTPRED["directpred_eps0.1"] if eps == 0.1 else DIRECTPRED["directpred_eps0"] if eps == 0 else None
+    if predictor == "directcopy":
+        return DIRECTCOPY
+    if variant == "kstep" and int(cfg.get("method.target_views", 1) or 1) > 1:
+        return EXPECTATION_TARGET
     if variant == "mean_input":
         return MEAN_INPUT
     if variant == "kstep":

@@ -8,15 +8,17 @@ Questions (paired over seeds: the same seed gives the same init, data order and 
 
 1. k-sweep: SimSiam (= k = 1, proven bit-exact by tests/test_alternation.py) against
    k = 10, 100 and one epoch (156 steps). Paper: 68.1 / 68.7 / 68.9 / 67.0.
+2. Beyond the paper: where does alternation break? k = 2 and 5 epochs (one E-step under θ_t
+   serves 2 or 5 epochs of M-steps; ``method.k=2epochs``).
 3. EMA bank without predictor, m = 0.5 / 0.8 / 0.9, against the learned predictor
    (SimSiam) and no predictor. Paper: 55.0 vs 68.1 (no predictor 0.1). At 32 epochs the
    initial targets keep m^32 of their weight: 2e-10 / 8e-4 / 0.034, all below 0.05.
 
 Size: the ``cpu`` preset (small convnet, d = 512), a fixed random 20k-image subset of the
 training set (``data.subset_seed=0``), the full 10k test set, B = 128 (156 steps per
-epoch), 32 epochs = 4,992 steps per run, evaluation every 4 epochs. 8 configurations x 3
-seeds = 24 runs, about 45 minutes each on one core of the 2-core VM: about 9 hours with
-two workers. Runs are listed seed by seed when started with ``--seeds 1``, then 2, then 3
+epoch), 32 epochs = 4,992 steps per run, evaluation every 4 epochs. 10 configurations x 3
+seeds = 30 runs, about 45 minutes each on one core of a quiet 2-core VM: about 11 hours
+with two workers. Runs are listed seed by seed when started with ``--seeds 1``, then 2, then 3
 (``benchmarks/run_long_study.sh``), so complete pairs arrive first.
 """
 
@@ -24,7 +26,11 @@ from __future__ import annotations
 
 import sys
 
+from analysis.paper import study_numbers
 from experiments.sweep import Study, study_main
+
+#: The paper's numbers for these labels (analysis/paper.py is their one home).
+PAPER = study_numbers("cifar10_long")
 
 #: Settings shared by every run of the study (before the runner's --data and --set).
 COMMON = ["data.n_train=20000", "data.subset_seed=0", "optim.batch_size=128", "optim.epochs=32",
@@ -38,6 +44,8 @@ STUDY = Study(
         "k10": [*COMMON, "method.variant=kstep", "method.k=10"],
         "k100": [*COMMON, "method.variant=kstep", "method.k=100"],
         "kepoch": [*COMMON, "method.variant=kstep", "method.k=epoch"],
+        "k2epochs": [*COMMON, "method.variant=kstep", "method.k=2epochs"],
+        "k5epochs": [*COMMON, "method.variant=kstep", "method.k=5epochs"],
         "ema_m0.5": [*COMMON, "method.variant=ema", "method.ema_m=0.5", "method.predictor=none"],
         "ema_m0.8": [*COMMON, "method.variant=ema", "method.ema_m=0.8", "method.predictor=none"],
         "ema_m0.9": [*COMMON, "method.variant=ema", "method.ema_m=0.9", "method.predictor=none"],
