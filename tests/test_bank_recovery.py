@@ -550,7 +550,7 @@ def test_kill_at_epoch_end_then_resume(forkserver, tmp_path, tmp_path_factory, b
     _kill_and_resume(forkserver, tmp_path, tmp_path_factory, backend, point, 2, ["optim.epochs=2"])
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.parametrize("backend", FILE_BACKENDS)
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_at_every_point_of_epoch_end_then_resume(forkserver, tmp_path, tmp_path_factory, backend, point):

@@ -432,7 +432,7 @@ def test_sweep_runner_killed_leaves_no_orphan(tmp_path):
     assert read_status(run_dir)["status"] == "interrupted"
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_sweep_rerun_after_kill_has_no_duplicate_rows(tmp_path):
     """kill -9 of the runner after a checkpoint, then the same command again: the run resumes
     and the table has one row per (run, epoch)."""
@@ -456,7 +456,7 @@ def test_sweep_rerun_after_kill_has_no_duplicate_rows(tmp_path):
     assert read_status(run_dir)["status"] == "done" and read_status(run_dir)["resumed"] is True
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_two_train_processes_into_one_directory(tmp_path):
     """Two real `python -m emsiam train` into one run directory: the second exits 9 naming
     the first's pid, and the run holds only the first's records."""
