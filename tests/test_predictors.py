@@ -309,3 +309,34 @@ def test_configs_saved_before_the_new_keys_still_match():
 
     legacy = {k: v for k, v in flatten(old).items() if k not in RESUME_FREE_KEYS}
     assert config_fingerprint(cfg) == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---- the study's figures -------------------------------------------------------------------------
+
+
+def test_predictor_figures_render(tmp_path):
+    import numpy as np
+
+    from analysis import figures
+    from tests.test_figures import fake_records, write_run
+
+    root = tmp_path / "runs"
+    runs = {"learned": ["method.predictor=learned"], "none": ["method.predictor=none"],
+            "directpred_eps0.1": ["method.predictor=directpred"],
+            **{f"M{m}_{p}": ["method.variant=kstep", "method.k=1", f"method.target_views={m}", f"method.predictor={p}"]
+               for m in (2, 4) for p in ("learned", "none")}}
+    for i, (label, over) in enumerate(runs.items()):
+        recs = fake_records(30 + i, 0.5 + 0.05 * i)
+        recs[-1]["spectral/W_offdiag"] = 0.1 * i
+        d = write_run(root, f"{label}_s0", over, recs)
+        s = np.sort(np.abs(np.random.default_rng(i).normal(size=32)))[::-1]
+        arrays = {"F_eig": s} if label.endswith("none") else {"F_eig": s, "W_in_F": np.sqrt(s), "W_eig": s}
+        predictors.save_spectra(d, 3, 30, arrays, "x")
+    for name, fn in figures.PREDICTOR_FIGURES.items():
+        paths = fn(root, tmp_path / "out" / name)
+        assert all(p.exists() and p.stat().st_size > 0 for p in paths), name
+    empty = tmp_path / "empty"
+    write_run(empty, "simsiam_s0", [], fake_records(30, 0.5))
+    for name in ("accuracy_vs_target_views", "predictor_spectra"):
+        with pytest.raises(ValueError):
+            figures.PREDICTOR_FIGURES[name](empty, tmp_path / "out2" / name)
