@@ -17,6 +17,7 @@ import argparse
 import shutil
 import statistics
 import tempfile
+import time
 from datetime import date
 
 import torch
@@ -64,7 +65,9 @@ def main() -> None:
     model_block = lambda n: rate(lambda: simsiam_step(s.model, s.opt, *premade, amp()), n, B, device)  # noqa: E731
     augment_block = lambda n: rate(augment_step, n, B, device)  # noqa: E731
 
-    e2e_block(args.warmup)
+    t0 = time.perf_counter()
+    e2e_block(args.warmup)  # with compile=true, the first steps pay the compilation
+    warmup_s = time.perf_counter() - t0
     model_block(args.warmup)
     e2e, mdl, aug = [], [], []
     for _ in range(args.rounds):
@@ -85,6 +88,8 @@ def main() -> None:
         "model_pairs_per_s": statistics.median(mdl),
         "augment_only_pairs_per_s": statistics.median(aug),
         "ratio_e2e_over_model": statistics.median(e2e) / statistics.median(mdl),
+        "warmup_s": warmup_s,  # the first --warmup end-to-end steps (compilation included)
+        "warmup_steps": args.warmup,
         "rounds": {"e2e": e2e, "model": mdl, "augment_only": aug},
         "command": "python benchmarks/throughput.py --preset " + args.preset + " " + " ".join(args.overrides),
     }

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .runs import RunError, set_rng_state
-from .train import Setup, _log_eval, autocast, run_eval, set_lr
+from .progress import epoch_summary, progress_bar
+from .train import Setup, autocast, run_eval, set_lr
 from .variants import steps_per_outer
 
 
@@ -65,15 +66,15 @@ def fit(s: Setup) -> list[dict[str, Any]]:
     start_epoch, step = _restore(s) if cfg.resume else (0, 0)
     if not cfg.resume:
         variant.start(s.train.images, cfg.optim.batch_size)  # the training batch size: BN as in training
-        _log_eval(s, run_eval(s, epoch=0, step=0))
+        _print_summary(s, run_eval(s, epoch=0, step=0))
 
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
         sums: dict[str, torch.Tensor | float] = {"train/loss": torch.zeros((), device=s.device)}
         first_bad = torch.full((), -1, dtype=torch.long, device=s.device)  # first step with a non-finite loss
         n_diag, n_done, t0 = 0, 0, time.perf_counter()
-        bar = tqdm(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                   disable=not cfg.progress or not distributed.is_main(), leave=False, dynamic_ncols=True)
+        bar = progress_bar(total=len(s.batches), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+                           enabled=cfg.progress and distributed.is_main())
         for global_group in outer_iterations(s.batches.indices(epoch), cfg.optim.batch_size, k_in_epoch):
             group = [distributed.rank_slice(idx) for idx in global_group]  # this rank's part of each batch
             if k <= len(s.batches):
@@ -129,16 +130,22 @@ def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seco
     rec: dict[str, Any] = {
         "train/loss": float(sums.pop("train/loss")) / n,
         "train/lr": float(s.lrs[step - 1]),
-        "time/epoch_s": seconds,
+        "time/epoch_s": seconds,  # the steps only: evaluation and the checkpoint are timed apart
         "time/pairs_per_s": n * cfg.optim.batch_size / seconds,
+        "time/ckpt_s": s.ckpt_s,  # the checkpoint writes since the previous record (0: none)
     }
+    s.ckpt_s = 0.0
     rec.update({k: v / max(n_diag, 1) for k, v in sums.items()})
     last = epoch + 1 == cfg.optim.epochs
     if (epoch + 1) % cfg.eval.eval_every == 0 or last:
-        _log_eval(s, run_eval(s, epoch + 1, step, rec))
+        record = run_eval(s, epoch + 1, step, rec)
     else:
-        s.run.log({"epoch": epoch + 1, "step": step, **rec})
-    if (epoch + 1) % cfg.ckpt_every == 0 or last:
+        record = {"epoch": epoch + 1, "step": step, **rec}
+        s.run.log(record)
+    _print_summary(s, record)
+    due = cfg.ckpt_minutes > 0 and time.monotonic() - s.last_ckpt >= 60 * cfg.ckpt_minutes
+    if (epoch + 1) % cfg.ckpt_every == 0 or last or due:
+        t0 = time.perf_counter()
         s.run.save({
             "model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "variant": s.variant.state_dict(),
             "epoch": epoch + 1, "step": step,
@@ -146,6 +153,14 @@ def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seco
         bank = getattr(s.variant, "bank", None)
         if bank is not None:  # the checkpoint names the bank's prepared version: apply it now
             bank.commit()
+        s.ckpt_s += time.perf_counter() - t0
+        s.last_ckpt = time.monotonic()
+
+
+def _print_summary(s: Setup, record: dict[str, Any]) -> None:
+    """One console line per epoch (and at init): loss, kNN when evaluated, z-std·√d, pairs/s, ETA."""
+    if s.cfg.progress and distributed.is_main():
+        tqdm.write(epoch_summary(record, s.cfg.optim.epochs, name=s.cfg.name))
 
 
 def _restore(s: Setup) -> tuple[int, int]:

@@ -141,6 +141,9 @@ class Config:
     amp: Literal["none", "bf16"] = "none"  # autocast dtype for the training step
     compile: bool = False  # torch.compile the encoder and predictor (nn.Module.compile: state_dict keys unchanged)
     ckpt_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    ckpt_minutes: float = 0.0  # also checkpoint at an epoch's end once this many minutes passed since the last (0: off)
+    tf32: bool = False  # CUDA: TF32 matmuls (set_float32_matmul_precision('high')) and cuDNN convolutions
+    cudnn_benchmark: bool = False  # CUDA: cudnn.benchmark (autotuned convolutions for fixed shapes)
     resume: bool = False  # continue from <run>/checkpoints/last.pt
     progress: bool = True  # tqdm progress bars
     data: DataConfig = field(default_factory=DataConfig)
@@ -162,7 +165,7 @@ RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir", "log.tensorboard"
 # config without such a key equals one with this value (resume, bank fingerprints).
 ADDED_KEYS: dict[str, Any] = {
     "method.directpred_rho": 0.3, "method.directpred_eps": 0.1, "method.directpred_freq": 1,
-    "method.target_views": 1,
+    "method.target_views": 1, "ckpt_minutes": 0.0, "tf32": False, "cudnn_benchmark": False,
 }
 
 
@@ -383,6 +386,7 @@ def validate(cfg: Config) -> None:
         (e.knn_k >= 1 and e.knn_t > 0, "eval.knn_k must be >= 1 and eval.knn_t > 0"),
         (dc.resolution >= 8, "data.resolution must be >= 8"),
         (cfg.ckpt_every >= 1, "ckpt_every must be >= 1"),
+        (cfg.ckpt_minutes >= 0, "ckpt_minutes must be >= 0"),
         (_valid_k(cfg.method.k), f"method.k must be an integer >= 1, 'epoch', or 'Eepochs' (e.g. 2epochs); "
                                  f"got {cfg.method.k!r}"),
         (0.0 <= cfg.method.ema_m < 1.0, "method.ema_m must be in [0, 1)"),

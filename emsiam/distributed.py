@@ -11,9 +11,14 @@ flags work; backend ``nccl`` on CUDA, ``gloo`` on CPU):
   is the one-process batch, and views (per-sample seeds) are identical;
 - BatchNorm statistics are global: torch's ``SyncBatchNorm`` on CUDA, and on CPU
   (where torch's SyncBatchNorm refuses to run) :class:`AllReduceBatchNorm`;
-- gradients are averaged explicitly after ``backward`` (:func:`average_gradients`,
-  one flat all-reduce), which equals the one-process gradient of the mean loss
-  over the global batch;
+- gradients: the mean over ranks, which equals the one-process gradient of the mean
+  loss over the global batch. On CUDA the training forward goes through
+  ``DistributedDataParallel`` (bucketed all-reduces overlapping the backward,
+  ``broadcast_buffers=False`` since BN is synchronised), see :func:`training_forward`;
+  on CPU (and for ``method.pairs > 1``, two forwards per backward) one flat
+  all-reduce after ``backward`` (:func:`average_gradients`);
+- data: rank 0 loads (and caches) first, the others after a barrier
+  (:func:`main_first`), so that an image archive is decoded once;
 - banks: :class:`ReplicatedBank` (device bank: every rank applies every rank's
   rows, gathered) and :class:`RankZeroBank` (file banks: only rank 0 opens and
   writes the file; reads are served by rank 0 and broadcast).
@@ -22,13 +27,17 @@ flags work; backend ``nccl`` on CUDA, ``gloo`` on CPU):
 from __future__ import annotations
 
 import datetime
+import functools
 import os
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .banks import TargetBank
+
+T = TypeVar("T")
 
 
 def env_world_size() -> int:
@@ -105,17 +114,25 @@ def split_evenly(n_items: int) -> slice:
     return slice(r * n_items // w, (r + 1) * n_items // w)
 
 
-def all_gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def split_sizes(n_items: int) -> list[int]:
+    """Every rank's number of items under :func:`split_evenly` (known to all ranks, no exchange)."""
+    w = world()
+    return [(r + 1) * n_items // w - r * n_items // w for r in range(w)]
+
+
+def all_gather_rows(*tensors: torch.Tensor, sizes: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
     """Concatenate every rank's rows of each tensor, in rank order (e.g. ``(idx, eta)``).
 
-    Ranks may hold different numbers of rows (padded for the collective); identity in one process.
+    Every rank holds the same number of rows (a training batch: B / world), unless ``sizes``
+    gives each rank's count (e.g. :func:`split_sizes`; padded for the collective). Sizes are
+    never exchanged, so there is no host sync. Identity in one process.
     """
     if not active():
         return tensors
-    n = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
-    sizes = [torch.zeros_like(n) for _ in range(world())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
+    n = tensors[0].shape[0]
+    sizes = [n] * world() if sizes is None else [int(s) for s in sizes]
+    if len(sizes) != world() or sizes[rank()] != n:
+        raise ValueError(f"rank {rank()} holds {n} rows but sizes={sizes} (world {world()})")
     top = max(sizes)
     out = []
     for t in tensors:
@@ -123,8 +140,41 @@ def all_gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pad = t.new_zeros((top - t.shape[0], *t.shape[1:]))
         buf = [t.new_empty((top, *t.shape[1:])) for _ in range(world())]
         dist.all_gather(buf, torch.cat([t, pad]))
-        out.append(torch.cat([b[:s] for b, s in zip(buf, sizes)]))
+        out.append(torch.cat([b[:s] for b, s in zip(buf, sizes)]) if top != min(sizes) else torch.cat(buf))
     return tuple(out)
+
+
+def write_split(bank: TargetBank, idx: torch.Tensor, eta: torch.Tensor, version: int) -> None:
+    """Write rows that every rank holds alike: each rank passes its :func:`split_evenly` part
+    (sizes known to all ranks, so nothing is exchanged but the rows); ``bank.write`` in one process."""
+    if not active():
+        bank.write(idx, eta, version=version)
+        return
+    part = split_evenly(idx.shape[0])
+    bank.write(idx[part], eta[part], version=version, sizes=split_sizes(idx.shape[0]))
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0 first, then (after a barrier) on the other ranks: rank 0 decodes and
+    caches data once, the others read its cache. A failure on rank 0 is raised on every rank."""
+    if not active():
+        return fn()
+    ok = torch.zeros(1, dtype=torch.int64, device=_collective_device())
+    if is_main():
+        try:
+            out = fn()
+            ok += 1
+        finally:  # tell the others, success or not, then re-raise here
+            dist.broadcast(ok, src=0)
+        return out
+    dist.broadcast(ok, src=0)
+    if not int(ok):
+        raise RuntimeError("rank 0 failed to load the data (its error is in rank 0's output)")
+    return fn()
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def all_reduce_mean(values: dict[str, torch.Tensor | float], device: torch.device) -> dict[str, torch.Tensor | float]:
@@ -140,8 +190,9 @@ def all_reduce_mean(values: dict[str, torch.Tensor | float], device: torch.devic
 
 @torch.no_grad()
 def average_gradients(model: nn.Module) -> None:
-    """Replace every gradient by its mean over ranks (one flat all-reduce)."""
-    if not active():
+    """Replace every gradient by its mean over ranks (one flat all-reduce); a no-op when the
+    training forward goes through DistributedDataParallel (which has averaged them already)."""
+    if not active() or model.__dict__.get("_ddp") is not None:
         return
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
@@ -162,6 +213,45 @@ def broadcast_parameters(module: nn.Module) -> None:
         return
     for t in [*module.parameters(), *module.buffers()]:
         dist.broadcast(t.data, src=0)
+
+
+class _TrainForward(nn.Module):
+    """The model's own ``forward`` as a module, for DistributedDataParallel (same parameters)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return type(self.model).forward(self.model, *args, **kwargs)
+
+
+def training_forward(model: nn.Module, device: torch.device, *, compile: bool = False, ddp: bool | None = None) -> None:
+    """Set up ``model(x1, x2)``, the training forward, in place (parameter names and
+    checkpoints unchanged; direct calls of submodules, e.g. ``model.encoder`` in E-steps,
+    probes and evaluation, stay eager and outside DDP):
+
+    - with several ranks and ``ddp`` (default: on CUDA), through ``DistributedDataParallel``
+      (``broadcast_buffers=False``: BN is synchronised; gradients averaged in buckets that
+      overlap the backward, so :func:`average_gradients` becomes a no-op);
+    - with ``compile``, through ``torch.compile`` (of the DDP module when there is one).
+    """
+    use_ddp = active() and (device.type == "cuda" if ddp is None else ddp)
+    if not use_ddp:
+        if compile:
+            model.compile()  # compiles model(...) only, not model.encoder(...)
+        return
+    from torch.nn.parallel import DistributedDataParallel
+
+    wrapped = DistributedDataParallel(_TrainForward(model), device_ids=[device] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+    call = torch.compile(wrapped) if compile else wrapped
+    model.__dict__["_ddp"] = wrapped  # plain attributes: not a submodule, so not in state_dict
+    model.__dict__["forward"] = functools.partial(_call, call)
+
+
+def _call(module: Callable, *args, **kwargs):
+    return module(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- BatchNorm
@@ -279,8 +369,8 @@ class ReplicatedBank(_SharedBank):
     def read(self, idx):
         return self.inner.read(idx)
 
-    def write(self, idx, eta, version):
-        self.inner.write(*all_gather_rows(torch.as_tensor(idx), eta), version=version)
+    def write(self, idx, eta, version, sizes=None):
+        self.inner.write(*all_gather_rows(torch.as_tensor(idx), eta, sizes=sizes), version=version)
 
     def ema_update(self, idx, value, m, version):
         self.inner.ema_update(*all_gather_rows(torch.as_tensor(idx), value), m=m, version=version)
@@ -318,12 +408,12 @@ class RankZeroBank(_SharedBank):
 
     def _serve(self, idx, fn, row_shape, dtype):
         idx = torch.as_tensor(idx).to(self.device_)
-        (all_idx,) = all_gather_rows(idx)
+        (all_idx,) = all_gather_rows(idx)  # every rank asks for as many rows (B / world)
         out = torch.empty((all_idx.shape[0], *row_shape), dtype=dtype, device=self.device_)
         if self.inner is not None:
             out.copy_(fn(all_idx).to(self.device_, dtype))
         dist.broadcast(out, src=0)
-        start = all_gather_offsets(idx.shape[0])
+        start = rank() * idx.shape[0]
         return out[start : start + idx.shape[0]]
 
     def read(self, idx):
@@ -332,8 +422,8 @@ class RankZeroBank(_SharedBank):
     def versions(self, idx):
         return self._serve(idx, lambda i: self.inner.versions(i), (), torch.int64)
 
-    def write(self, idx, eta, version):
-        rows = all_gather_rows(torch.as_tensor(idx).to(self.device_), eta.to(self.device_))
+    def write(self, idx, eta, version, sizes=None):
+        rows = all_gather_rows(torch.as_tensor(idx).to(self.device_), eta.to(self.device_), sizes=sizes)
         if self.inner is not None:
             self.inner.write(*rows, version=version)
 
@@ -363,18 +453,6 @@ class RankZeroBank(_SharedBank):
     def close(self):
         if self.inner is not None:
             self.inner.close()
-
-
-def all_gather_offsets(n: int) -> int:
-    """Where this rank's ``n`` rows start in :func:`all_gather_rows`' output."""
-    if not active():
-        return 0
-    t = torch.tensor([n], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    sizes = [torch.zeros_like(t) for _ in range(world())]
-    dist.all_gather(sizes, t)
-    return int(sum(int(s) for s in sizes[: rank()]))
 
 
 def share_bank(bank_factory, backend: str, n_views: int, dim: int, device: torch.device) -> TargetBank:

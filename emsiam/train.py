@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import data as data_mod
 from . import distributed
@@ -100,6 +99,8 @@ class Setup:
     batches: data_mod.Batches
     lrs: np.ndarray
     memory_format: torch.memory_format
+    last_ckpt: float = field(default_factory=time.monotonic)  # when the last checkpoint was written (ckpt_minutes)
+    ckpt_s: float = 0.0  # seconds of the checkpoint writes not yet reported (time/ckpt_s)
 
     @property
     def base_lr(self) -> float:
@@ -117,8 +118,12 @@ def setup(cfg: Config) -> Setup:
     run = Run.open(cfg)  # refuses existing runs / mismatched resume before any compute
     data_mod.check_source(cfg.data.source, cfg.data.root, cfg.data.download)
     device = distributed.init(resolve_device(cfg.device))  # joins the process group when WORLD_SIZE > 1
+    if device.type == "cuda":  # process-wide switches; CPU numerics are untouched
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+        torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     torch.manual_seed(cfg.seed)
-    train, test = load_data(cfg.data, device)
+    train, test = distributed.main_first(lambda: load_data(cfg.data, device))  # rank 0 decodes and caches first
     if len(train) < cfg.optim.batch_size:
         raise data_mod.DataError(f"optim.batch_size={cfg.optim.batch_size} exceeds the training set "
                                  f"({len(train)} images); lower optim.batch_size or use more data")
@@ -128,11 +133,11 @@ def setup(cfg: Config) -> Setup:
     model = distributed.sync_batchnorm(model, device)  # BN over the global batch (no-op in one process)
     distributed.broadcast_parameters(model)
     fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-    if cfg.compile:
-        # In place, so parameter names, checkpoints and the variants' references are unchanged;
-        # the first steps (and the E-step's first no-grad call) pay the compilation.
-        model.encoder.compile()
-        model.predictor.compile()
+    # The training forward model(x1, x2): through DDP on CUDA with several ranks, and compiled with
+    # compile=true (in place: parameter names, checkpoints and the variants' references are unchanged).
+    # E-steps, probes and evaluation call model.encoder directly and stay eager: no recompiles for
+    # no-grad or eval mode; the first training steps pay the compilation.
+    distributed.training_forward(model, device, compile=cfg.compile, ddp=None if cfg.method.pairs == 1 else False)
     spec = augment_spec(cfg.data)
     variant = build_variant(cfg, model, spec, fmt, len(train), device)
     batches = data_mod.Batches(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -191,11 +196,3 @@ def train(cfg: Config) -> list[dict[str, Any]]:
             bank.close()  # releases the bank file's lock now, not at garbage collection
         release_lock(cfg.run_dir)  # taken by Run.open; a no-op where another process holds it
         distributed.cleanup()
-
-
-def _log_eval(s: Setup, rec: dict[str, Any]) -> None:
-    if not s.cfg.progress or not distributed.is_main():
-        return
-    keys = ["eval/knn_top1", "eval/linear_top1", "collapse/z_std_sqrt_d", "collapse/eff_rank", "train/loss"]
-    parts = [f"{k.split('/')[-1]}={rec[k]:.3f}" for k in keys if k in rec]
-    tqdm.write(f"[{s.cfg.name}] epoch {rec['epoch']} step {rec['step']}: " + " ".join(parts))

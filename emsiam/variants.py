@@ -322,9 +322,7 @@ class EMA(Variant):
                 # every rank encodes the whole batch (same BN statistics as one process) and writes its
                 # part of the new rows; the bank gathers the parts (the whole batch in one process)
                 new = slice(s - lo, b)
-                idx, eta = idx[new], eta[new]
-                part = distributed.split_evenly(idx.shape[0])
-                self.bank.write(idx[part], eta[part], version=0)
+                distributed.write_split(self.bank, idx[new], eta[new], version=0)  # part sizes known: no exchange
         self.bank.flush()
 
     def loss(self, idx, x, step):

@@ -436,6 +436,7 @@ def test_cuda_without_cuda():
         make_bank("device", N, V, D, device="cuda")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("backend", ["device", "disk"])
 def test_cuda_bank(tmp_path, backend):
