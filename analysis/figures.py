@@ -64,8 +64,9 @@ INIT_WEIGHT = "bank/init_weight"  # ema: mean weight m^n of the initial targets 
 #: Config fields that differ between seeds of one configuration or do not change the run
 #: (``method.diag_every`` only sets how often the probes look: tests/test_alternation.py
 #: checks that training is identical with any value).
-_IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckpt_every",
+_IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckpt_every", "ckpt_minutes",
                  "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path", "method.diag_every"}
+_IGNORED_SECTIONS = ("log.",)  # where metrics are also written (TensorBoard, W&B): not the experiment
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,7 +207,8 @@ def group_runs(runs: list[RunData]) -> list[Group]:
     """Runs grouped by configuration (every config field except seed/name/paths), in first-seen order."""
     groups: dict[tuple, Group] = {}
     for r in runs:
-        key = tuple(sorted((k, repr(v)) for k, v in r.cfg.items() if k not in _IGNORED_KEYS))
+        key = tuple(sorted((k, repr(v)) for k, v in r.cfg.items()
+                           if k not in _IGNORED_KEYS and not k.startswith(_IGNORED_SECTIONS)))
         groups.setdefault(key, Group(r.label)).runs.append(r)
     # two configurations sharing a label (rare): make the labels unique
     seen: dict[str, int] = {}
