@@ -38,6 +38,17 @@ starts, the tables of what finished are written, and the runner exits with 130.
 Changing a run's settings (``--epochs``, ``--data``, ...) for a directory that already
 holds a run makes that run fail with the config diff; use another ``--out``.
 
+GPUs and clusters. ``--gpus-per-run N`` gives each run its own N GPUs (``CUDA_VISIBLE_DEVICES``,
+round-robin over the visible ones: ``CUDA_VISIBLE_DEVICES`` of the runner, else all), and runs
+``torchrun --standalone --nproc_per_node=N`` inside a run when N > 1; a run waits for a free
+group when ``--workers`` exceeds the groups. ``--launcher slurm`` submits each run as a SLURM
+job through ``submitit`` (``pip install 'emsiam[slurm]'``; ``--partition``, ``--time``,
+``--gpus-per-run``, ``--cpus-per-run``, ``--mem-gb``, ``--array-parallelism``: at most that many
+jobs queued or running, default all); ``--launcher submitit-local`` runs the same jobs on this
+machine (tests). Planning, skip/resume/failure, ``status.json`` and the tables are the same as with
+the local launcher; a job stopped by its time limit or preempted is requeued by submitit and the
+run resumes from its checkpoint (:class:`TrainJob`'s ``checkpoint``). The runner waits for its jobs.
+
 At the end the tidy table ``OUT/<study>/results.{csv,parquet}`` is written
 (:mod:`analysis.results`; one row per (run, eval record), plus a ``label`` column
 and one row for each run that failed before writing a config) and a summary is printed.
@@ -47,12 +58,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
 import importlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -131,9 +144,12 @@ class RunSpec:
     def rel(self) -> str:
         return f"{self.study}/{self.name}"
 
-    def command(self) -> list[str]:
+    def command(self, nproc: int = 1) -> list[str]:
+        """``python -m emsiam train ...``; under ``torchrun`` (one node, ``nproc`` processes) when nproc > 1."""
         extra = ["resume=true"] if self.action == "resume" else []
-        return [sys.executable, "-m", "emsiam", "train", "--config", self.preset, *self.overrides, *extra]
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                  "-m", "emsiam"] if nproc > 1 else [sys.executable, "-m", "emsiam"]
+        return [*launch, "train", "--config", self.preset, *self.overrides, *extra]
 
 
 # --------------------------------------------------------------------------
@@ -281,9 +297,42 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def subprocess_executor(spec: RunSpec, threads: int | None) -> tuple[int, str]:
+def visible_gpus() -> list[str]:
+    """The GPUs this runner may hand out: ``CUDA_VISIBLE_DEVICES`` when set, else every CUDA device."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+class GpuPool:
+    """Disjoint groups of ``per_run`` GPUs, handed out round-robin to running runs."""
+
+    def __init__(self, per_run: int, gpus: Sequence[str] | None = None):
+        gpus = list(visible_gpus() if gpus is None else gpus)
+        if per_run < 1 or len(gpus) < per_run:
+            raise SystemExit(f"--gpus-per-run {per_run}: only {len(gpus)} GPU(s) visible ({','.join(gpus) or 'none'})")
+        self.per_run = per_run
+        self.groups = [gpus[i : i + per_run] for i in range(0, len(gpus) - per_run + 1, per_run)]
+        self.free: queue.Queue[list[str]] = queue.Queue()
+        for g in self.groups:
+            self.free.put(g)
+
+    @contextlib.contextmanager
+    def take(self):
+        group = self.free.get()  # waits for a group when more workers than groups
+        try:
+            yield group
+        finally:
+            self.free.put(group)
+
+
+def subprocess_executor(spec: RunSpec, threads: int | None, gpus: Sequence[str] | None = None) -> tuple[int, str]:
     """Run ``python -m emsiam train ...`` for ``spec``; stdout and stderr are appended to
-    ``run_dir/log.txt``. Returns (return code, last lines of stderr).
+    ``run_dir/log.txt``. Returns (return code, last lines of stderr). With ``gpus``, the child
+    sees only those (``CUDA_VISIBLE_DEVICES``) and runs under torchrun when there are several.
 
     The child leads its own process group (a terminal's Ctrl-C reaches only the runner,
     which stops the children itself) and is killed by the kernel if the runner dies."""
@@ -291,10 +340,13 @@ def subprocess_executor(spec: RunSpec, threads: int | None) -> tuple[int, str]:
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(threads)
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     tail: collections.deque[str] = collections.deque(maxlen=ERROR_LINES)
-    cmd = spec.command()
+    cmd = spec.command(len(gpus) if gpus else 1)
     with open(spec.run_dir / "log.txt", "a") as log:
-        log.write(f"==== {_now()} {' '.join(cmd)}\n")
+        log.write(f"==== {_now()} {'CUDA_VISIBLE_DEVICES=' + env['CUDA_VISIBLE_DEVICES'] + ' ' if gpus else ''}"
+                  f"{' '.join(cmd)}\n")
         log.flush()
         parent = os.getpid()
         with _children_lock:  # no child starts once a stop is under way
@@ -317,6 +369,125 @@ def subprocess_executor(spec: RunSpec, threads: int | None) -> tuple[int, str]:
 
 
 Executor = Callable[[RunSpec, "int | None"], "tuple[int, str]"]
+
+
+def gpu_executor(pool: GpuPool) -> Executor:
+    """:func:`subprocess_executor` on a group of GPUs taken from ``pool`` for the run's duration."""
+    def run(spec: RunSpec, threads: int | None) -> tuple[int, str]:
+        with pool.take() as gpus:
+            return subprocess_executor(spec, threads, gpus)
+    return run
+
+
+# --------------------------------------------------------------------------
+# submitit: a run as a job (SLURM, or this machine for tests)
+
+
+class TrainJob:
+    """One run as a submitit job: ``emsiam train`` in a subprocess of the job (under torchrun
+    for several GPUs). When submitit signals a time limit or preemption, :meth:`checkpoint`
+    stops the run (SIGTERM: the run keeps its last checkpoint and releases its lock) and
+    returns itself with ``resume=True``, which submitit requeues; the requeued job resumes
+    the run from its checkpoint (or restarts it when none was written yet)."""
+
+    def __init__(self, spec: RunSpec, threads: int | None = None, gpus: int = 0, resume: bool = False):
+        self.spec, self.threads, self.gpus, self.resume = spec, threads, gpus, resume
+        self._proc: subprocess.Popen | None = None
+
+    def __call__(self) -> tuple[int, str]:
+        spec = self.spec
+        if self.resume:  # what the run's files say now (a checkpoint, or a config only)
+            spec = plan(RunSpec(spec.study, spec.label, spec.seed, spec.name, spec.run_dir, spec.preset,
+                                list(spec.overrides), spec.epochs))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.threads is not None:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[var] = str(self.threads)
+        cmd = spec.command(self.gpus if self.gpus > 1 else 1)
+        tail: collections.deque[str] = collections.deque(maxlen=ERROR_LINES)
+        with open(spec.run_dir / "log.txt", "a") as log:
+            log.write(f"==== {_now()} job {os.environ.get('SLURM_JOB_ID') or os.environ.get('SUBMITIT_LOCAL_JOB_ID', '?')}"
+                      f"{' (requeued)' if self.resume else ''}: {' '.join(cmd)}\n")
+            log.flush()
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True, env=env)
+            assert self._proc.stderr is not None
+            for line in self._proc.stderr:
+                log.write(line)
+                log.flush()
+                tail.append(line.rstrip("\n"))
+            rc = self._proc.wait()
+        return rc, "\n".join(tail)
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit's hook on timeout/preemption: stop the run, requeue this job with resume=true."""
+        import submitit
+
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return submitit.helpers.DelayedSubmission(TrainJob(self.spec, self.threads, self.gpus, resume=True))
+
+
+@dataclass
+class JobOptions:
+    """Resources of each run's job (``--launcher slurm|submitit-local``)."""
+
+    launcher: str = "slurm"  # slurm | submitit-local
+    folder: str | None = None  # submitit's logs and pickles (default: OUT/.submitit)
+    partition: str | None = None
+    time_min: int = 60
+    gpus: int = 0  # per run (one node)
+    cpus: int | None = None
+    mem_gb: float | None = None
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise SystemExit("--launcher slurm|submitit-local needs submitit: pip install submitit "
+                         "(or pip install 'emsiam[slurm]')") from None
+    return submitit
+
+
+def submitit_executor(opts: JobOptions, out: str | Path) -> Executor:
+    """Each run as one submitit job; the pool thread waits for it (cancels it on Ctrl-C)."""
+    submitit = _submitit()
+    folder = Path(opts.folder or Path(out) / ".submitit")
+    if opts.launcher == "slurm":
+        ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+        params = {"timeout_min": opts.time_min, "gpus_per_node": opts.gpus, "tasks_per_node": 1, "nodes": 1}
+        if opts.partition:
+            params["slurm_partition"] = opts.partition
+        if opts.cpus:
+            params["cpus_per_task"] = opts.cpus
+        if opts.mem_gb:
+            params["mem_gb"] = opts.mem_gb
+        ex.update_parameters(**params)
+    elif opts.launcher == "submitit-local":
+        ex = submitit.LocalExecutor(folder=folder / "%j")
+        ex.update_parameters(timeout_min=opts.time_min, gpus_per_node=opts.gpus)
+    else:
+        raise ValueError(f"unknown launcher {opts.launcher!r}")
+
+    def run(spec: RunSpec, threads: int | None) -> tuple[int, str]:
+        job = ex.submit(TrainJob(spec, opts.cpus or (threads if opts.launcher == "submitit-local" else None), opts.gpus))
+        with open(spec.run_dir / "log.txt", "a") as log:
+            log.write(f"==== {_now()} submitted job {job.job_id} ({opts.launcher}); its output: {folder}\n")
+        while not job.done():
+            if _stop.is_set():
+                job.cancel(check=False)
+                return -signal.SIGTERM, f"job {job.job_id} cancelled: the sweep was interrupted"
+            time.sleep(0.5)
+        try:
+            return job.result()
+        except Exception as e:  # noqa: BLE001 - the job failed outside our callable (node failure, cancelled)
+            return -1, f"job {job.job_id}: {type(e).__name__}: {str(e)[-2000:]}"
+    return run
 
 
 def execute(spec: RunSpec, executor: Executor = subprocess_executor, threads: int | None = None) -> dict:
@@ -532,19 +703,50 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="data overrides, e.g. data.source=imagefolder data.root=PATH")
     ap.add_argument("--epochs", type=int, default=None, help="optim.epochs of every run (default: the preset's)")
     ap.add_argument("--out", default="runs", help="root of the run directories (default: runs)")
-    ap.add_argument("--workers", type=int, default=1, help="runs in parallel (threads split between them)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="runs in parallel (threads split between them); default 1, or one per GPU group with "
+                         "--gpus-per-run, or --array-parallelism with a submitit launcher")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and exit; nothing is written")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="set",
                     help="overrides for every run (win over the study's)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="LABEL", help="only these runs of the study")
+    ap.add_argument("--launcher", choices=["local", "submitit-local", "slurm"], default="local",
+                    help="local subprocesses (default), or one submitit job per run (SLURM, or this machine)")
+    ap.add_argument("--gpus-per-run", type=int, default=0,
+                    help="GPUs per run (CUDA_VISIBLE_DEVICES round-robin; torchrun inside a run when > 1)")
+    ap.add_argument("--partition", default=None, help="SLURM partition")
+    ap.add_argument("--time", type=int, default=60, dest="time_min",
+                    help="job time limit in minutes (submitit; a job that reaches it is requeued and resumes)")
+    ap.add_argument("--cpus-per-run", type=int, default=None, help="CPUs per job (submitit)")
+    ap.add_argument("--mem-gb", type=float, default=None, help="memory per job in GB (SLURM)")
+    ap.add_argument("--array-parallelism", type=int, default=None,
+                    help="at most this many jobs queued or running at once (submitit; default: all)")
 
 
 def study_main(study: Study, argv: Sequence[str] | None = None) -> int:
     """Entry point of a study script's ``main()``; exit status 1 if any run failed, 130 if interrupted."""
     args = parser(study).parse_args(argv)
-    if args.workers < 1 or args.seeds < 1:
-        raise SystemExit("--workers and --seeds must be >= 1")
+    if (args.workers is not None and args.workers < 1) or args.seeds < 1 or args.gpus_per_run < 0:
+        raise SystemExit("--workers and --seeds must be >= 1, --gpus-per-run >= 0")
+    if args.only is not None:
+        unknown = set(args.only) - set(study.runs)
+        if unknown:
+            raise SystemExit(f"--only: no run labelled {sorted(unknown)} in {study.name} ({', '.join(study.runs)})")
+        study = Study(study.name, study.doc, {k: v for k, v in study.runs.items() if k in args.only},
+                      {k: v for k, v in study.epochs_factor.items() if k in args.only})
+    executor, workers = subprocess_executor, args.workers or 1
+    if args.dry_run:
+        pass
+    elif args.launcher != "local":
+        opts = JobOptions(args.launcher, None, args.partition, args.time_min, args.gpus_per_run, args.cpus_per_run,
+                          args.mem_gb)
+        executor = submitit_executor(opts, Path(args.out) / study.name)
+        workers = args.workers or args.array_parallelism or 256
+    elif args.gpus_per_run:
+        pool = GpuPool(args.gpus_per_run)
+        executor, workers = gpu_executor(pool), args.workers or len(pool.groups)
     res = run_study(study, preset=args.preset, seeds=args.seeds, out=args.out, data=args.data, extra=args.set,
-                    epochs=args.epochs, workers=args.workers, dry_run=args.dry_run)
+                    epochs=args.epochs, workers=workers, dry_run=args.dry_run, executor=executor)
     if res.interrupted:
         return EXIT_INTERRUPTED
     return 1 if res.count("failed") else 0

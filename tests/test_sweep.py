@@ -223,3 +223,95 @@ def test_run_started_elsewhere_after_planning_is_left_alone(tmp_path):
         release_lock(spec.run_dir)
     assert rec["status"] == "busy" and f"pid {os.getpid()}" in rec["error"]
     assert not (spec.run_dir / "status.json").exists()
+
+
+# ---- GPUs per run and submitit launchers ------------------------------------------------------
+
+
+def test_gpu_groups_round_robin_and_torchrun_inside_a_run(tmp_path, monkeypatch):
+    """--gpus-per-run N: each running run gets its own N GPUs through CUDA_VISIBLE_DEVICES (round-robin
+    over the runner's visible GPUs), and torchrun with N processes when N > 1."""
+    import threading
+    import time
+
+    from experiments import sweep
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6,7")
+    pool = sweep.GpuPool(2)
+    assert pool.groups == [["3", "5"], ["6", "7"]]
+    with pytest.raises(SystemExit, match="only 4 GPU"):
+        sweep.GpuPool(5)
+    seen, lock, active = [], threading.Lock(), []
+
+    def fake_subprocess(spec, threads, gpus=None):
+        with lock:
+            active.append(tuple(gpus))
+            assert len(set(active)) == len(active), active  # two running runs never share a GPU
+            seen.append((spec.name, tuple(gpus), spec.command(len(gpus))))
+        time.sleep(0.1)
+        with lock:
+            active.remove(tuple(gpus))
+        return 1, "fake"
+
+    monkeypatch.setattr(sweep, "subprocess_executor", fake_subprocess)
+    study = Study("g", "", {"a": [], "b": [], "c": []})
+    run_study(study, preset="demo", out=tmp_path, data=TINY, epochs=1, workers=3, quiet=True,
+              executor=sweep.gpu_executor(pool))
+    assert {g for _, g, _ in seen} == {("3", "5"), ("6", "7")} and len(seen) == 3
+    cmd = seen[0][2]
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "train" in cmd
+    assert expand(study, preset="demo", out=tmp_path, data=TINY, epochs=1)[0].command()[1:3] == ["-m", "emsiam"]
+
+
+def test_submitit_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import builtins
+
+    from experiments import sweep
+
+    real = builtins.__import__
+
+    def no_submitit(name, *a, **k):
+        if name == "submitit":
+            raise ImportError("No module named 'submitit'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    with pytest.raises(SystemExit, match="pip install submitit"):
+        sweep.submitit_executor(sweep.JobOptions("slurm"), tmp_path)
+
+
+def test_train_job_checkpoint_requeues_itself_with_resume(tmp_path):
+    """submitit's hook: on timeout or preemption the job returns itself with resume=true; the
+    requeued job resumes from the run's files (a checkpoint -> resume=true)."""
+    submitit = pytest.importorskip("submitit")
+    from experiments.sweep import TrainJob
+
+    spec = expand(Study("j", "", {"a": []}), preset="demo", out=tmp_path, data=TINY, epochs=1)[0]
+    again = TrainJob(spec, threads=1).checkpoint()
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    job = again.function
+    assert isinstance(job, TrainJob) and job.resume and job.spec is spec and not again.args
+
+
+def test_kstep_sweep_with_the_submitit_local_launcher(tmp_path):
+    """``python -m experiments.kstep_sweep --launcher submitit-local``: each run is a submitit job on this
+    machine; statuses, skip on the second invocation and the table are as with the local launcher."""
+    pytest.importorskip("submitit")
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "experiments.kstep_sweep", "--launcher", "submitit-local", "--preset", "demo",
+           "--epochs", "1", "--out", str(out), "--only", "simsiam", "k10", "--data", *TINY,
+           "--set", "eval.linear=false", "--time", "10"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("simsiam_s0", "k10_s0"):
+        st = read_status(out / "kstep_sweep" / name)
+        assert st["status"] == "done", st
+        assert "submitted job" in (out / "kstep_sweep" / name / "log.txt").read_text()
+    assert set(pd.read_csv(out / "kstep_sweep" / "results.csv").label) == {"simsiam", "k10"}
+    assert any((out / "kstep_sweep" / ".submitit").iterdir())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0 and "0 to run, 2 already done" in proc.stdout, proc.stdout[-2000:]
