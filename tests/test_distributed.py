@@ -47,7 +47,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _overrides(out_dir: Path, extra: list[str]) -> list[str]:
-    return TINY + ["optim.epochs=1", "eval.linear=false", f"out_dir={out_dir}"] + extra
+    # device=cpu: with device=auto, rank 1 of a 1-GPU machine would ask for cuda:1
+    return TINY + ["device=cpu", "optim.epochs=1", "eval.linear=false", f"out_dir={out_dir}"] + extra
 
 
 def _torchrun(runs: list) -> subprocess.CompletedProcess:
@@ -110,3 +111,18 @@ def test_batch_must_split_evenly(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="does not split evenly over 3 processes"):
         setup(load_config(None, _overrides(tmp_path, ["name=odd"])))
     assert not (tmp_path / "odd").exists()  # refused before any compute or file
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_match_one_gpu(tmp_path):
+    """2 ranks on 2 GPUs (nccl, SyncBatchNorm, DistributedDataParallel) against 1 GPU; fp32, TF32 off.
+    Tolerances of the CPU test, 10x looser for the loss (not yet run on GPUs)."""
+    cuda = ["device=cuda", "amp=none", "tf32=false"]
+    proc = _torchrun([[name, _overrides(tmp_path / "ddp", extra) + cuda] for name, extra in RUNS.items()])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, extra in RUNS.items():
+        one = train(load_config(None, _overrides(tmp_path / "one", extra) + cuda + [f"name={name}"]))
+        two = read_metrics(tmp_path / "ddp" / name)
+        l1, l2 = one[-1]["train/loss"], two[-1]["train/loss"]
+        assert abs(l2 - l1) <= 10 * LOSS_RTOL * abs(l1), (name, l1, l2)
