@@ -54,6 +54,9 @@ STUDY_FIGURES = {
     "stopgrad": ["stopgrad_panels", "learning_curves"],
     "symmetry": ["learning_curves"],
     "mean_input": ["learning_curves", "expectation_gap"],
+    "cifar10_long": ["accuracy_vs_k", "staleness_vs_k", "ema_vs_m", "learning_curves", "expectation_gap"],
+    "predictor_as_expectation": ["learning_curves", "expectation_gap", "accuracy_vs_target_views",
+                                 "predictor_spectra", "gap_by_predictor"],
 }
 
 #: An EMA run is judged only once the initial targets weigh at most this much in its bank.
@@ -283,7 +286,7 @@ def _render(name: str, study_dir: Path, out: Path) -> tuple[list[str], list[str]
         return images, notes
     for fig in STUDY_FIGURES.get(name, list(F.FIGURES)):
         try:
-            paths = F.FIGURES[fig](study_dir, out / name / fig)
+            paths = {**F.FIGURES, **F.PREDICTOR_FIGURES}[fig](study_dir, out / name / fig)
         except ValueError as exc:
             notes.append(f"{fig} skipped: {exc}")
             continue

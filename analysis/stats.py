@@ -8,7 +8,9 @@ configurations matched by seed with its verdict, and the collapse criterion.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
 
 #: Collapse threshold on std(l2-normalised z)·√d (1 for an isotropic spread, 0 for one point).
 COLLAPSE_ZSTD = 0.5
@@ -152,3 +154,18 @@ def collapse_state(knn_init: float, knn_final: float, zstd_sqrt_d: float) -> str
     if below:
         return f"one sign: kNN below init, z_std·√d ≥ {COLLAPSE_ZSTD}"
     return "not collapsed"
+
+
+def knee(x: Sequence[float], y: Sequence[float]) -> int | None:
+    """Index of the knee of a curve y(x) (x increasing, e.g. log k): the point farthest from the
+    chord through the first and last points, measured vertically after scaling both axes to
+    [0, 1] (the "Kneedle" criterion, Satopää et al. 2011). None with fewer than 3 points or a
+    flat curve."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+        return None
+    xn, yn = (xs - xs.min()) / np.ptp(xs), (ys - ys.min()) / np.ptp(ys)
+    chord = yn[0] + (yn[-1] - yn[0]) * (xn - xn[0]) / (xn[-1] - xn[0])
+    gap = np.abs(yn - chord)
+    i = int(np.argmax(gap))
+    return i if gap[i] > 1e-9 else None

@@ -753,7 +753,8 @@ def study_main(study: Study, argv: Sequence[str] | None = None) -> int:
 
 
 #: The study modules under ``experiments/``.
-STUDIES = ("kstep_sweep", "ema_vs_predictor", "predictor_ablation", "stopgrad", "symmetry", "mean_input")
+STUDIES = ("kstep_sweep", "ema_vs_predictor", "predictor_ablation", "stopgrad", "symmetry", "mean_input",
+           "predictor_as_expectation", "cifar10_long")
 
 
 def load_study(name: str) -> Study:

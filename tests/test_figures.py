@@ -101,3 +101,17 @@ def test_grouping_pools_seeds(fake_runs):
     assert n == 1 and mean == 20.0 and std != std  # one run: no spread (nan)
     e, m, s = by_label["simsiam"].curve(figures.KNN)
     assert s[-1] == pytest.approx(0.5**0.5)
+
+
+def test_k_in_steps_for_the_log_axis(tmp_path):
+    """k on the accuracy-vs-k axis is in SGD steps: SimSiam 1, an integer k capped at the epoch,
+    'epoch' and 'Eepochs' from the logged steps per epoch (10 in the fake records)."""
+    root = tmp_path / "runs"
+    for label, over in [("simsiam", ["method.variant=simsiam"]), ("k5", ["method.variant=kstep", "method.k=5"]),
+                        ("k100", ["method.variant=kstep", "method.k=100"]),
+                        ("kepoch", ["method.variant=kstep", "method.k=epoch"]),
+                        ("k2epochs", ["method.variant=kstep", "method.k=2epochs"])]:
+        write_run(root, f"{label}_s0", over, fake_records(40, 0.9, kstep=label != "simsiam"))
+    steps = {g.label: figures.k_steps(g) for g in figures.group_runs(figures.load_runs(root))}
+    assert steps == {"simsiam": 1, "k5": 5, "k100": 10, "kepoch": 10, "k2epochs": 20}
+    assert figures.accuracy_vs_k(root, tmp_path / "fig" / "acc")[0].exists()

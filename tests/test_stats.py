@@ -81,3 +81,14 @@ def test_collapse_state_is_the_stated_criterion():
     assert stats.collapse_state(40, 35, 0.9).startswith("one sign: kNN below init")
     assert stats.collapse_state(math.nan, 35, 0.9) == "n/a"
     assert str(stats.COLLAPSE_ZSTD) in stats.COLLAPSE_CRITERION
+
+
+def test_knee_of_a_known_curve():
+    """Flat, then falling linearly in log k: the knee is where the fall starts; a straight line has none."""
+    from analysis.stats import knee
+
+    logk = [0, 1, 2, 3, 4, 5]
+    acc = [80.0, 80.0, 80.0, 70.0, 60.0, 50.0]
+    assert knee(logk, acc) == 2
+    assert knee(logk, [80, 78, 76, 74, 72, 70]) is None
+    assert knee([0, 1], [1, 2]) is None
