@@ -386,3 +386,13 @@ def test_k_spanning_epochs_resumes_with_a_disk_bank(tmp_path):
     _train_until(load_config(None, common + ["name=part"]), stop_after_epoch=1)
     resumed = train(load_config(None, common + ["name=part", "resume=true"]))
     assert [r["train/loss"] for r in resumed[1:]] == [r["train/loss"] for r in full[1:]]
+
+
+def test_console_prints_one_summary_line_per_epoch(tmp_path, capsys):
+    """progress=true: one line per epoch (and one at init) with loss, kNN when evaluated, pairs/s, ETA."""
+    train(load_config(None, SMALL + [f"out_dir={tmp_path}", "name=talk", "progress=true", "optim.epochs=2",
+                                     "eval.eval_every=2"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[talk]")]
+    assert [line.split()[2] for line in lines] == ["0/2", "1/2", "2/2"], lines
+    assert "knn" in lines[0] and "knn" not in lines[1] and "knn" in lines[2]
+    assert "loss" in lines[1] and "pairs/s" in lines[1] and "ETA" in lines[1]
