@@ -28,6 +28,7 @@ import json
 import os
 import pickle
 import random
+import re
 import socket
 import subprocess
 import time
@@ -385,8 +386,10 @@ class Run:
         if cfg.resume:
             has_ckpt = self.ckpt_path.exists()
             if not has_ckpt and not (self.dir / "config.yaml").exists():
+                hint = ("; name= was not given, so it defaulted to a new timestamp: pass the run's name=..."
+                        if re.fullmatch(r"\d{8}-\d{6}", cfg.name) else "")
                 raise RunError(f"resume=true but {self.dir} holds no run (no config.yaml, no checkpoint at "
-                               f"{self.ckpt_path}); drop resume=true to start anew")
+                               f"{self.ckpt_path}); drop resume=true to start anew{hint}")
             old = self._saved_config()
             changed = diff(old, to_dict(cfg))
             if changed:

@@ -93,3 +93,15 @@ def test_metrics_are_json_lines(tiny_overrides):
     lines = (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [0, 1]
     assert read_metrics(cfg.run_dir)[1]["train/loss"] < 0
+
+
+def test_resume_without_a_name_says_to_pass_it(tmp_path):
+    from emsiam.cli import main
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["train", "resume=true", f"out_dir={tmp_path}"]) == 4
+    assert "pass the run's name=" in err.getvalue()
