@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import emsiam.augment as A  # noqa: E402
+from emsiam.augment import color, crop, pipeline, tensors  # noqa: E402
 
 
 def build(batch: int, size: int, device: str):
@@ -47,16 +48,16 @@ def build(batch: int, size: int, device: str):
 
     # stage breakdown of "ours"
     p = A.sample_params(seeds, spec)
-    xf = A._to_float(x8)
-    xc = A._resized_crop_flip(xf, p, size)
+    xf = pipeline._to_float(x8)
+    xc = crop._resized_crop_flip(xf, p, size)
     variants["ours:params"] = lambda: A.sample_params(seeds, spec)
-    variants["ours:to_float+crop_flip"] = lambda: A._resized_crop_flip(A._to_float(x8), p, size)
+    variants["ours:to_float+crop_flip"] = lambda: crop._resized_crop_flip(pipeline._to_float(x8), p, size)
     # (the jitter stages work in place, so they time a clone of the input too)
-    variants["ours:jitter_fixed"] = lambda: A._color_jitter_(xc.clone(), p, order="fixed")
-    variants["ours:jitter_random"] = lambda: A._color_jitter_(xc.clone(), p, order="random")
-    hue = A._bcast(p["hue"], xc.dtype)
-    variants["ours:hue_hsv"] = lambda: A._hue(xc, hue)
-    variants["ours:hue_yiq"] = lambda: A._hue_yiq(xc, hue)
+    variants["ours:jitter_fixed"] = lambda: color._color_jitter_(xc.clone(), p, order="fixed")
+    variants["ours:jitter_random"] = lambda: color._color_jitter_(xc.clone(), p, order="random")
+    hue = tensors._bcast(p["hue"], xc.dtype)
+    variants["ours:hue_hsv"] = lambda: color._hue(xc, hue)
+    variants["ours:hue_yiq"] = lambda: color._hue_yiq(xc, hue)
 
     try:
         import kornia.augmentation as K
@@ -100,7 +101,7 @@ def hue_accuracy(n: int = 64):
     shift = torch.linspace(-0.1, 0.1, n)
     ref = torch.stack([TF.adjust_hue(x[i], shift[i].item()) for i in range(n)])
     out = {}
-    for name, fn in A._HUE_IMPL.items():
+    for name, fn in color._HUE_IMPL.items():
         d = (fn(x, shift.view(-1, 1, 1, 1)) - ref).abs()
         out[name] = dict(max_abs_err=d.max().item(), mean_abs_err=d.mean().item())
     return out

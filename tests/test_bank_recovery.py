@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import emsiam.banks as banks
 from emsiam.banks import BankError, make_bank
+from emsiam.banks.checksums import _row_sums
+from emsiam.banks.filebank import _OPEN_FILES
 from tests.test_banks import N, crash_in_child, kill_self, open_bank, randn, raw_store, snapshot
 
 V, D = 2, 8
@@ -293,15 +294,15 @@ def test_damaged_journal_is_not_applied(tmp_path, backend):
 def test_row_sums():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 3, 7)).astype(np.float16)  # 42-byte rows: 2-byte words
-    s = banks._row_sums(x)
+    s = _row_sums(x)
     assert s.dtype == np.uint64 and len(set(s.tolist())) == 50
-    assert (banks._row_sums(np.zeros((4, 3, 7), np.float16)) == 0).all()
+    assert (_row_sums(np.zeros((4, 3, 7), np.float16)) == 0).all()
     y = x.copy()
     y[10, 1, 2] = -y[10, 1, 2]  # one sign bit
     z = x.copy()
     z[20, 0, [0, 1]] = z[20, 0, [1, 0]]  # two words swapped
     for changed, row in ((y, 10), (z, 20)):
-        assert np.flatnonzero(banks._row_sums(changed) != s).tolist() == [row]
+        assert np.flatnonzero(_row_sums(changed) != s).tolist() == [row]
 
 
 # ---------------------------------------------------------------- one process, one run
@@ -309,7 +310,7 @@ def test_row_sums():
 
 def _hold(backend, tmp_path, ready_w):
     """Forked child: open the bank (a live run), say so, wait to be killed."""
-    banks._OPEN_FILES.clear()  # the parent's objects are not this process's
+    _OPEN_FILES.clear()  # the parent's objects are not this process's
     bank = open_bank(backend, tmp_path, run_id="run-a")
     os.write(ready_w, b"x")
     signal.pause()
@@ -410,7 +411,9 @@ def _kill():
 
 def _arm(point: str, epoch: int) -> None:
     """Patch this (child) process so that it dies at `point` of the end of epoch `epoch` (1-based)."""
-    from emsiam import alternation, banks as b, train as train_mod, variants
+    from emsiam import alternation, train as train_mod, variants
+    from emsiam.banks import DiskBank, MemmapBank
+    from emsiam.banks.filebank import _FileBank
 
     seen = {"epoch": 0, "writes": 0}
 
@@ -443,8 +446,8 @@ def _arm(point: str, epoch: int) -> None:
         return out
 
     alternation.run_eval = wrapped_run_eval
-    if hasattr(b._FileBank, "prepare"):
-        prepare = b._FileBank.prepare
+    if hasattr(_FileBank, "prepare"):
+        prepare = _FileBank.prepare
 
         def wrapped_prepare(self):
             out = prepare(self)
@@ -452,7 +455,7 @@ def _arm(point: str, epoch: int) -> None:
                 _kill()
             return out
 
-        b._FileBank.prepare = wrapped_prepare
+        _FileBank.prepare = wrapped_prepare
     replace = os.replace
 
     def wrapped_replace(src, dst, **k):
@@ -465,8 +468,8 @@ def _arm(point: str, epoch: int) -> None:
             _kill()
 
     os.replace = wrapped_replace
-    b._FileBank._apply_block_bytes = 16 * 32 * 4  # 16 rows per block: a commit takes 8 writes
-    for cls in (b.DiskBank, b.MemmapBank):
+    _FileBank._apply_block_bytes = 16 * 32 * 4  # 16 rows per block: a commit takes 8 writes
+    for cls in (DiskBank, MemmapBank):
         def wrapped_write(self, rows, data, _orig=cls._store_write):
             if at("commit"):
                 seen["writes"] += 1

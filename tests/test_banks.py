@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import emsiam.banks as banks
 from emsiam.banks import BankError, make_bank
+from emsiam.banks.base import FORMAT_VERSION
+from emsiam.banks.checksums import _row_sums
 
 N, V, D = 64, 2, 8
 FILE_BACKENDS = ["disk", "memmap"]
@@ -382,7 +383,7 @@ def test_file_formats(tmp_path):
         assert f["version"].shape == (N,) and f["version"][1] == 0 and f["version"][0] == -1
         a = f.attrs
         assert (a["n_rows"], a["n_views"], a["dim"], a["dtype"], a["fingerprint"]) == (N, V, D, "fp16", "cfg")
-        assert a["committed_version"] == 0 and a["format_version"] == banks.FORMAT_VERSION == 2
+        assert a["committed_version"] == 0 and a["format_version"] == FORMAT_VERSION == 2
         assert a["run_id"] == "" and f["sum"].dtype == np.uint64 and f["sum"][0] == 0 and f["sum"][1] != 0
     with open_bank("memmap", tmp_path, dtype="fp16") as bank:
         bank.write(torch.tensor([1]), torch.ones(1, V, D), 0)
@@ -390,7 +391,7 @@ def test_file_formats(tmp_path):
     arr = np.load(tmp_path / "bank.memmap")
     assert arr.shape == (N, V, D) and arr.dtype == np.float16 and (arr[1] == 1).all() and (arr[0] == 0).all()
     with np.load(tmp_path / "bank.memmap.meta.npz") as z:
-        assert z["sum"].tolist() == banks._row_sums(arr).tolist() and z["version"][1] == 0
+        assert z["sum"].tolist() == _row_sums(arr).tolist() and z["version"][1] == 0
 
 
 # ---------------------------------------------------------------- argument validation
