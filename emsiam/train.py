@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_data(cfg: DataConfig, device: torch.device) -> tuple[data_mod.ImageSet, data_mod.ImageSet]:
-    """Train and test sets as uint8 tensors on ``device``."""
+    """Train and test sets as uint8 tensors on ``device`` (``data.store=memmap``: memory-mapped from disk)."""
     kw = dict(
         root=cfg.root,
         image_size=cfg.image_size,
@@ -49,6 +49,10 @@ def load_data(cfg: DataConfig, device: torch.device) -> tuple[data_mod.ImageSet,
         subset_seed=cfg.subset_seed,
         cache_dir=cfg.cache_dir,
     )
+    if cfg.store == "memmap":  # written once to a store on disk, then gathered by index from there
+        from .datastore import load_split_store
+
+        return tuple(load_split_store(cfg, split, kw, device) for split in ("train", "test"))  # type: ignore[return-value]
     train = data_mod.load_split(cfg.source, "train", **kw)
     test = data_mod.load_split(cfg.source, "test", **kw)
     return train.to(device), test.to(device)
