@@ -15,13 +15,13 @@ steps), kNN every 2 epochs, five runs in one pool of two single-thread workers:
   ``method.predictor=none``, and the simsiam run above as the learned-predictor
   reference.
 
-Measured 2026-11-24 (one seed; runs are deterministic on CPU): kNN 28.5 at init ->
+Measured 2026-11-29 (one seed; runs are deterministic on CPU): kNN 28.5 at init ->
 simsiam 64.3, k = 10 60.7, k = epoch 35.2, ema m = 0.5 61.6, no predictor 13.7
 (collapsed: z_std*sqrt(d) 0.28). Stale targets slow learning (k = epoch leaves the
 plateau at init last), the EMA bank learns without a predictor, and without one
-SimSiam collapses. On 2 cores shared with other jobs the whole command took 7 min
-36 s (runs 104-183 s); README "Synthetic demo" has the quiet-machine time and the
-designs that failed. Finished runs are skipped, so a second call only rebuilds
+SimSiam collapses. On the 2 cores, shared with other jobs, the whole command took
+5 min 32 s (runs 88-144 s); README "Synthetic demo" has the timings and the designs
+that failed. Finished runs are skipped, so a second call only rebuilds
 the report under ``OUT/report``.
 """
 
