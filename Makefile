@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make demo   set up .venv, then a small k-step sweep + EMA-vs-predictor study on the built-in
-#               synthetic data (no download), its figures and a report (~7 min on 2 cores)
+#               synthetic data (no download), its figures and a report (~5 min on 2 cores)
 #   make test   set up .venv and run the test suite
 # Also: make demo-run (one SimSiam run on synthetic data, ~4.5 min), make bench.
 # The venv gets the package with its test extra (.[dev]); `make bench` adds .[bench]
