@@ -168,6 +168,7 @@ RESUME_FREE_KEYS = {"resume", "progress", "device", "out_dir", "log.tensorboard"
 ADDED_KEYS: dict[str, Any] = {
     "method.directpred_rho": 0.3, "method.directpred_eps": 0.1, "method.directpred_freq": 1,
     "method.target_views": 1, "ckpt_minutes": 0.0, "tf32": False, "cudnn_benchmark": False,
+    "data.store": "memory", "data.store_dir": None, "compile": False, "method.pairs": 1,
 }
 
 

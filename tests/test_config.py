@@ -94,3 +94,18 @@ def test_malformed_yaml_and_directory_config(tmp_path):
         load_config(str(f))
     with pytest.raises(ConfigError, match="is a directory"):
         load_config(str(tmp_path))
+
+
+def test_a_config_saved_by_older_code_still_resumes():
+    """A config.yaml written before today's keys existed (the checked-in run config of an older
+    version) equals the same settings loaded today: every key added since is in ADDED_KEYS."""
+    from pathlib import Path
+
+    import yaml
+
+    from emsiam.config import flatten, from_dict
+
+    old = yaml.safe_load((Path(__file__).parents[1] / "benchmarks/results/cifar10-cpu-simsiam.config.yaml").read_text())
+    now = to_dict(from_dict(Config, old))
+    assert set(flatten(now)) - set(flatten(old))  # keys were added since that version
+    assert diff(old, now) == []
