@@ -21,6 +21,7 @@ stale lock it takes over, and goes on.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -35,7 +36,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
@@ -89,10 +90,13 @@ def _named(e: OSError, path: Path) -> OSError:
     return e if e.filename else OSError(e.errno, e.strerror, str(path))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on any
+    failure it is removed (an OSError is re-raised naming the file) and ``path`` is untouched."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -100,6 +104,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with _replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def rng_state() -> dict[str, Any]:
@@ -466,23 +475,14 @@ class Run:
         if not self.writer:
             return
         state = {**state, "rng": rng_state(), "config": to_dict(self.cfg)}
-        tmp = self.ckpt_path.with_name(self.ckpt_path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                w = _Writer(f)
-                try:
-                    torch.save(state, w)
-                except RuntimeError:
-                    if w.error is not None:  # torch hides the OSError of the write behind a RuntimeError
-                        raise _named(w.error, tmp) from None
-                    raise
-            os.replace(tmp, self.ckpt_path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise _named(e, tmp) from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with _replacing(self.ckpt_path) as tmp, open(tmp, "wb") as f:
+            w = _Writer(f)
+            try:
+                torch.save(state, w)
+            except RuntimeError:
+                if w.error is not None:  # torch hides the OSError of the write behind a RuntimeError
+                    raise w.error from None
+                raise
 
     def load(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         return load_checkpoint(self.ckpt_path, map_location)

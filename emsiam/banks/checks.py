@@ -12,28 +12,25 @@ import torch
 from .base import _BACKEND_DTYPES, _TORCH_DTYPES, BACKENDS, BankError, _gib
 
 
-def _positive_int(name: str, value) -> int:
+def _int_at_least(name: str, value, lowest: int, what: str) -> int:
+    """``value`` as a plain int >= ``lowest`` (bools refused), or a BankError saying ``what`` it must be."""
     if isinstance(value, bool):
-        raise BankError(f"{name} must be a positive int, got {value!r}")
+        raise BankError(f"{name} must be {what}, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
-        raise BankError(f"{name} must be a positive int, got {value!r}") from None
-    if v < 1:
-        raise BankError(f"{name} must be a positive int, got {v}")
+        raise BankError(f"{name} must be {what}, got {value!r}") from None
+    if v < lowest:
+        raise BankError(f"{name} must be {what}, got {v}")
     return v
+
+
+def _positive_int(name: str, value) -> int:
+    return _int_at_least(name, value, 1, "a positive int")
 
 
 def _check_version(version) -> int:
-    if isinstance(version, bool):
-        raise BankError(f"version must be an int >= 0, got {version!r}")
-    try:
-        v = operator.index(version)
-    except TypeError:
-        raise BankError(f"version must be an int >= 0, got {version!r}") from None
-    if v < 0:
-        raise BankError(f"version must be >= 0 (-1 marks never-written rows), got {v}")
-    return v
+    return _int_at_least("version", version, 0, "an int >= 0 (-1 marks never-written rows)")
 
 
 def _check_m(m) -> float:
