@@ -105,7 +105,9 @@ STUDY_NUMBERS: dict[str, dict[str, PaperNumber]] = {
     "symmetry": dict(SYMMETRY),
     "mean_input": {"mean_input": MEAN_INPUT, "simsiam": SIMSIAM, "ema_m0.8": SEC5_EMA},
     "cifar10_long": {"simsiam": SIMSIAM, "k10": SEC5_KSTEP[10], "k100": SEC5_KSTEP[100],
-                     "kepoch": SEC5_KSTEP["epoch"], "ema_m0.8": SEC5_EMA, "simsiam_no_predictor": TABLE1["none"]},
+                     "kepoch": SEC5_KSTEP["epoch"], "ema_m0.8": SEC5_EMA, "simsiam_no_predictor": TABLE1["none"],
+                     "directpred": DIRECTPRED["directpred_eps0.1"], "M4_learned": EXPECTATION_TARGET,
+                     "M4_none": EXPECTATION_TARGET},
     "predictor_as_expectation": {
         "learned": DIRECTPRED["sgd_predictor"], "directpred_eps0.1": DIRECTPRED["directpred_eps0.1"],
         "directpred_eps0": DIRECTPRED["directpred_eps0"], "directcopy": DIRECTCOPY, "none": TABLE1["none"],
@@ -221,6 +223,15 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
         Claim("(beyond the paper) targets 5 epochs old < 2 epochs old", "this lab",
               (Comparison("k5epochs", "k2epochs", "<"),)),
         *_EMA_CLAIMS,
+        Claim("DirectPred (ε = 0.1) ≥ the learned predictor (DirectPred paper, BYOL, 100 epochs: "
+              f"{DIRECTPRED['directpred_eps0.1'].value} vs {DIRECTPRED['sgd_predictor'].value})",
+              "DirectPred Tables 6-9",
+              (Comparison("directpred", "simsiam", ">", DIRECTPRED["directpred_eps0.1"].value, None),)),
+        Claim("(open question) without a predictor, a 4-view expectation target does not collapse",
+              "Sec. 5 hypothesis", (Comparison("M4_none", INIT, ">"),
+                                    Comparison("M4_none", COLLAPSE_ZSTD, ">", None, None, ZSTD_SQRT_D))),
+        Claim("(open question) a 4-view expectation target changes the learned predictor's accuracy",
+              "Sec. 5 hypothesis", (Comparison("M4_learned", "simsiam", ">"),)),
     ),
     "predictor_as_expectation": (
         Claim("DirectPred (ε = 0.1) ≥ SGD-trained predictor (DirectPred paper: BYOL, linear predictor)",

@@ -3,6 +3,8 @@
 # rerunning it skips finished runs and resumes interrupted ones from their checkpoints.
 #   bash benchmarks/run_long_study.sh [OUT] [WORKERS]
 # The study's code is the checkout this script sits in; runs go to OUT (default runs).
+# Order: questions 1-4's main rows (experiments/cifar10_long.py MAIN_ROWS) over seeds 0, 1, 2;
+# then the M-view rows (M4_*) for seed 0, then seeds 1 and 2.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-runs}"
@@ -10,7 +12,10 @@ workers="${2:-2}"
 data="${EMSIAM_CIFAR:-$here/../shared/data/cifar10-jpeg.tar.gz}"
 py="${PYTHON:-python3}"
 cd "$here"
-for n in 1 2 3; do
-  PYTHONPATH="$here" "$py" -m experiments.cifar10_long --seeds "$n" --workers "$workers" --out "$out" \
-    --data data.source=imagefolder "data.root=$data" || true
-done
+main_rows=$(PYTHONPATH="$here" "$py" -c 'from experiments.cifar10_long import MAIN_ROWS; print(" ".join(MAIN_ROWS))')
+study() {
+  PYTHONPATH="$here" "$py" -m experiments.cifar10_long --workers "$workers" --out "$out" \
+    --data data.source=imagefolder "data.root=$data" "$@" || true
+}
+for n in 1 2 3; do study --seeds "$n" --only $main_rows; done
+for n in 1 2 3; do study --seeds "$n" --only M4_learned M4_none; done

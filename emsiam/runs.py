@@ -3,7 +3,8 @@
 Layout of ``<out_dir>/<name>/``::
 
     config.yaml        the resolved config (every key, after overrides)
-    git.txt            git sha of the code (plus "-dirty" if uncommitted changes)
+    git.txt            one line per start: git sha of the code (plus "-dirty" if uncommitted
+                       changes), UTC time, "start" or "resume" (the code version of every segment)
     metrics.jsonl      one JSON record per evaluation / epoch
     checkpoints/last.pt  model, optimizer, RNG states, step, epoch (and any extra state)
     run.lock           the writer's lock: pid, host and start time of the process holding it
@@ -68,6 +69,13 @@ class CheckpointError(RunError):
     """A checkpoint file cannot be read: empty, truncated, corrupt, or refused as unsafe."""
 
     exit_code = 5
+
+
+def code_versions(run_dir: str | Path) -> list[str]:
+    """The distinct git shas a run was trained with, in order of first use (from git.txt)."""
+    path = Path(run_dir) / "git.txt"
+    shas = [line.split()[0] for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return list(dict.fromkeys(shas))
 
 
 def git_sha() -> str:
@@ -432,14 +440,18 @@ class Run:
         release_lock(self.dir)
 
     def initialise(self) -> None:
-        """Write config and git sha (on a new run; on resume only the sha is refreshed)."""
+        """Write the config (new run) and append the code version of this start to git.txt."""
         if not self.writer:
             return
         acquire_lock(self.dir)  # no-op when Run.open took it
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if not self.cfg.resume:
             _atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
-        _atomic_write_text(self.dir / "git.txt", git_sha() + "\n")
+        git = self.dir / "git.txt"
+        earlier = git.read_text() if self.cfg.resume and git.exists() else ""
+        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        line = f"{git_sha()} {stamp} {'resume' if self.cfg.resume else 'start'}\n"
+        _atomic_write_text(git, earlier + line)
 
     # ---- metrics ------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:

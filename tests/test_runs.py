@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from emsiam.config import load_config
-from emsiam.runs import RunError, load_checkpoint, read_metrics
+from emsiam.runs import RunError, code_versions, load_checkpoint, read_metrics
 from emsiam.train import train
 
 TIMING_KEYS = ("time/",)
@@ -37,6 +37,10 @@ def test_resume_reproduces_uninterrupted_run(tiny_overrides):
     # ... then resumed.
     resumed = train(load_config(None, tiny_overrides + ["name=part", "optim.epochs=3", "resume=true"]))
     assert _strip(resumed) == _strip(full)
+    # git.txt keeps the code version of every segment: one line for the start, one per resume.
+    lines = (part_cfg.run_dir / "git.txt").read_text().splitlines()
+    assert [ln.split()[2] for ln in lines] == ["start", "resume"]
+    assert code_versions(part_cfg.run_dir) == [lines[0].split()[0]]
     a = load_checkpoint(part_cfg.run_dir / "checkpoints/last.pt")["model"]
     b = load_checkpoint(full_cfg.run_dir / "checkpoints/last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
