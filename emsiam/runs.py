@@ -499,6 +499,26 @@ class Run:
     def load(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         return load_checkpoint(self.ckpt_path, map_location)
 
+    def save_state(self, *, epoch: int, step: int, **objs: Any) -> None:
+        """Checkpoint every stateful object by name (``model=..., optimizer=..., variant=...``):
+        ``{name: obj.state_dict()}`` plus ``epoch`` and ``step``, written by :meth:`save`."""
+        self.save({**{name: obj.state_dict() for name, obj in objs.items()}, "epoch": epoch, "step": step})
+
+    def restore_state(self, device: str | torch.device, **objs: Any) -> tuple[int, int]:
+        """The inverse of :meth:`save_state`: load the checkpoint onto ``device``, give each object
+        its state (in the order given), restore the RNGs, keep the metrics up to the checkpoint's
+        step; return ``(epoch, step)``. A name the checkpoint lacks raises :class:`CheckpointError`."""
+        ckpt = self.load(device)
+        for name in (*objs, "rng", "epoch", "step"):
+            if name not in ckpt:
+                raise CheckpointError(f"checkpoint {self.ckpt_path} has no {name!r} entry (it holds "
+                                      f"{', '.join(sorted(ckpt))}); it was not written by this run's code")
+        for name, obj in objs.items():
+            obj.load_state_dict(ckpt[name])
+        set_rng_state(ckpt["rng"])
+        self.truncate_metrics(ckpt["step"])
+        return ckpt["epoch"], ckpt["step"]
+
 
 class _Writer:
     """A file wrapper that remembers the OSError of a failed write."""
