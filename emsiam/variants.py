@@ -32,7 +32,7 @@ from torch import nn
 
 from . import distributed
 from .augment import AugmentSpec, augment, view_seeds
-from .banks import TargetBank, make_bank
+from .banks import TargetBank, make_bank, share_bank, write_split
 from .config import RESUME_FREE_KEYS, Config, flatten, k_epochs, to_dict
 from .losses import negative_cosine, normalized_mse
 from .models import SimSiam
@@ -322,7 +322,7 @@ class EMA(Variant):
                 # every rank encodes the whole batch (same BN statistics as one process) and writes its
                 # part of the new rows; the bank gathers the parts (the whole batch in one process)
                 new = slice(s - lo, b)
-                distributed.write_split(self.bank, idx[new], eta[new], version=0)  # part sizes known: no exchange
+                write_split(self.bank, idx[new], eta[new], version=0)  # part sizes known: no exchange
         self.bank.flush()
 
     def loss(self, idx, x, step):
@@ -434,7 +434,7 @@ def build_variant(cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format,
     rows = n_images
     if cls is not EMA and isinstance(m.k, str):  # k spanning E epochs: one target pair per image and epoch
         rows *= k_epochs(m.k)
-    bank = distributed.share_bank(  # with several ranks: replicated (device) or owned by rank 0 (files)
+    bank = share_bank(  # with several ranks: replicated (device) or owned by rank 0 (files)
         lambda: make_bank(m.bank, rows, n_views, cfg.model.dim, dtype=m.bank_dtype, device=device,
                           path=path, fingerprint=config_fingerprint(cfg), run_id=str(cfg.run_dir.resolve())),
         m.bank, n_views, cfg.model.dim, device,

@@ -13,5 +13,7 @@ from .device import DeviceBank
 from .factory import make_bank
 from .hdf5 import DiskBank
 from .memmap import MemmapBank
+from .shared import RankZeroBank, ReplicatedBank, share_bank, write_split
 
-__all__ = ["BankError", "TargetBank", "DeviceBank", "DiskBank", "MemmapBank", "make_bank", "BACKENDS"]
+__all__ = ["BankError", "TargetBank", "DeviceBank", "DiskBank", "MemmapBank", "make_bank", "BACKENDS",
+           "ReplicatedBank", "RankZeroBank", "share_bank", "write_split"]
