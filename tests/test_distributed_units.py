@@ -11,10 +11,11 @@ from emsiam import distributed
 def two_ranks(monkeypatch):
     """Rank ``state['rank']`` of a fake 2-rank world; all_gather returns this rank's rows for every rank."""
     state = {"rank": 0, "calls": []}
-    monkeypatch.setattr(distributed, "active", lambda: True)
-    monkeypatch.setattr(distributed, "world", lambda: 2)
-    monkeypatch.setattr(distributed, "rank", lambda: state["rank"])
-    monkeypatch.setattr(distributed, "is_main", lambda: state["rank"] == 0)
+    for module in (distributed, distributed.group):  # callers' names and the package's own
+        monkeypatch.setattr(module, "active", lambda: True)
+        monkeypatch.setattr(module, "world", lambda: 2)
+        monkeypatch.setattr(module, "rank", lambda: state["rank"])
+        monkeypatch.setattr(module, "is_main", lambda: state["rank"] == 0)
 
     def all_gather(bufs, t):
         state["calls"].append(("all_gather", tuple(t.shape)))
@@ -26,9 +27,9 @@ def two_ranks(monkeypatch):
         if state["rank"] != 0:
             t.fill_(state.get("rank0_ok", 1))
 
-    monkeypatch.setattr(distributed.dist, "all_gather", all_gather)
-    monkeypatch.setattr(distributed.dist, "broadcast", broadcast)
-    monkeypatch.setattr(distributed, "_collective_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(torch.distributed, "all_gather", all_gather)
+    monkeypatch.setattr(torch.distributed, "broadcast", broadcast)
+    monkeypatch.setattr(distributed.group, "_collective_device", lambda: torch.device("cpu"))
     return state
 
 

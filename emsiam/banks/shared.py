@@ -8,6 +8,7 @@ rank's rows and serve reads by broadcast, so that no two processes touch the fil
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from .. import distributed
 from .base import TargetBank
@@ -87,7 +88,7 @@ class RankZeroBank(_SharedBank):
         out = torch.empty((all_idx.shape[0], *row_shape), dtype=dtype, device=self.device_)
         if self.inner is not None:
             out.copy_(fn(all_idx).to(self.device_, dtype))
-        distributed.dist.broadcast(out, src=0)
+        dist.broadcast(out, src=0)
         start = distributed.rank() * idx.shape[0]
         return out[start : start + idx.shape[0]]
 
