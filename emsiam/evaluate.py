@@ -18,6 +18,7 @@ from torch import nn
 from .augment import AugmentSpec, prepare
 from .data import ImageSet
 from .models import SimSiam
+from .targets import target_mode
 
 
 @dataclass
@@ -222,7 +223,6 @@ def expectation_gap(
     untouched): comparing train-mode η with an eval-mode Ē would measure the BN mode.
     """
     from .augment import augment, view_seeds  # local: evaluate is otherwise augmentation-free
-    from .variants import target_mode
 
     was_training = model.training
     model.eval()

@@ -26,7 +26,8 @@ from .losses import symmetric_simsiam
 from .models import SimSiam, build_model
 from .predictors import save_spectra, spectral_alignment
 from .runs import Run, release_lock
-from .variants import Variant, autocast, build_variant, predictor_kind
+from .targets import autocast
+from .variants import Variant, build_variant, predictor_kind
 
 
 def resolve_device(name: str) -> torch.device:

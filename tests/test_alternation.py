@@ -4,7 +4,7 @@ import torch
 from emsiam.alternation import outer_iterations
 from emsiam.config import load_config
 from emsiam.train import set_lr, setup, train
-from emsiam.variants import target_mode
+from emsiam.targets import target_mode
 
 EXACT = [
     "data.n_train=640", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",

@@ -21,7 +21,7 @@ from emsiam.config import load_config
 from emsiam.evaluate import loo_cosines
 from emsiam.runs import load_checkpoint, read_metrics
 from emsiam.train import lr_schedule, set_lr, setup, train
-from emsiam.variants import target_mode
+from emsiam.targets import target_mode
 
 SMALL = [
     "data.n_train=640", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",

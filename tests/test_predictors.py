@@ -15,7 +15,8 @@ from emsiam.config import ConfigError, diff, load_config, to_dict
 from emsiam.predictors import ClosedFormPredictor, directcopy_weight, directpred_weight, predictor_matrix
 from emsiam.runs import load_checkpoint
 from emsiam.train import setup, train
-from emsiam.variants import TARGET_VIEW0, Variant, config_fingerprint, steps_per_outer, target_mode
+from emsiam.targets import target_mode
+from emsiam.variants import TARGET_VIEW0, Variant, config_fingerprint, steps_per_outer
 
 SMALL = [
     "data.n_train=256", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",
