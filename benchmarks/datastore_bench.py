@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_io import device_label, sync, write_json  # noqa: E402
-from emsiam.datastore import open_store, write_store  # noqa: E402
+from emsiam.data import open_store, write_store  # noqa: E402
 
 
 def time_batches(images, batches: list[torch.Tensor], device: torch.device) -> float:

@@ -1,4 +1,4 @@
-"""Tests for emsiam.datastore: the memory-mapped uint8 store for sets larger than memory."""
+"""Tests for emsiam.data.store and emsiam.data.memmap: the uint8 store for sets larger than memory."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from emsiam.config import load_config
-from emsiam.data import ImageSet, make_synthetic
-from emsiam.datastore import MemmapImages, open_store, prefetch, write_store
+from emsiam.data import ImageSet, MemmapImages, make_synthetic, open_store, prefetch, write_store
 from emsiam.train import train
 
 
@@ -78,7 +77,7 @@ _CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import numpy as np, torch
-    from emsiam.datastore import open_store
+    from emsiam.data import open_store
 
     def vm(key):
         return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
