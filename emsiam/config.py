@@ -48,7 +48,7 @@ class DataConfig:
     n_test: int | None = None  # random subset of the test set (None: all)
     subset_seed: int = 0  # seed of those subsets
     cache_dir: str | None = None  # imagefolder cache (default $EMSIAM_CACHE or ~/.cache/emsiam)
-    store: Literal["memory", "memmap"] = "memory"  # memmap: train from a uint8 store on disk (emsiam.datastore)
+    store: Literal["memory", "memmap"] = "memory"  # memmap: train from a uint8 store on disk (emsiam.data.store)
     store_dir: str | None = None  # where memmap stores are written (default: the cache dir above)
 
 
