@@ -133,7 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     """Run the parsed command; errors propagate to :func:`main`."""
     if args.command in COMMANDS:
         return COMMANDS[args.command](args)
+    from .variants import check_config
+
     cfg = load_config(args.config, args.overrides)
+    check_config(cfg)  # keys the chosen variant would ignore: refused, for `config` too
     if args.command == "config":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0

@@ -27,7 +27,7 @@ from .models import SimSiam, build_model
 from .predictors import save_spectra, spectral_alignment
 from .runs import Run, release_lock
 from .targets import autocast
-from .variants import Variant, build_variant, predictor_kind
+from .variants import Variant, build_variant, check_config, predictor_kind
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,6 +114,7 @@ class Setup:
 
 def setup(cfg: Config) -> Setup:
     """Validate everything that can fail cheaply, then load data and build the model."""
+    check_config(cfg)  # keys the variant would ignore, before the run directory is touched
     world = distributed.env_world_size()
     if cfg.optim.batch_size % world:
         raise ConfigError(

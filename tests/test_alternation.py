@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from emsiam.alternation import outer_iterations
-from emsiam.config import load_config
+from emsiam.config import ConfigError, load_config
 from emsiam.train import set_lr, setup, train
 from emsiam.targets import target_mode
+from emsiam.variants import check_config
 
 EXACT = [
     "data.n_train=640", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",
@@ -64,8 +65,8 @@ def test_two_pairs_average_two_independent_pair_losses(tmp_path):
     loss = two.variant.loss(idx, x, 0)
     assert loss.requires_grad
     torch.testing.assert_close(loss.detach(), (expected[0] + expected[1]) / 2, rtol=1e-5, atol=1e-6)
-    with pytest.raises(Exception, match="method.pairs > 1 applies to variant=simsiam only"):
-        load_config(None, common + ["method.variant=kstep", "method.pairs=2"])
+    with pytest.raises(ConfigError, match="method.pairs=2 is not read by method.variant=kstep"):
+        check_config(load_config(None, common + ["method.variant=kstep", "method.pairs=2"]))
 
 
 def test_e_step_leaves_no_graph_and_keeps_bn_stats(tmp_path):

@@ -16,7 +16,7 @@ from emsiam.predictors import ClosedFormPredictor, directcopy_weight, directpred
 from emsiam.runs import load_checkpoint
 from emsiam.train import setup, train
 from emsiam.targets import target_mode
-from emsiam.variants import TARGET_VIEW0, Variant, config_fingerprint, steps_per_outer
+from emsiam.variants import TARGET_VIEW0, Variant, check_config, config_fingerprint, steps_per_outer
 
 SMALL = [
     "data.n_train=256", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",
@@ -283,14 +283,14 @@ def test_target_views_are_disjoint_from_m_step_views(tmp_path, views):
 ])
 def test_config_refuses_keys_the_choice_ignores(over, words):
     with pytest.raises(ConfigError) as err:
-        load_config(None, over)
+        check_config(load_config(None, over))  # the predictor's keys by load_config, the variant's by check_config
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
 def test_config_accepts_the_keys_where_they_apply():
     load_config(None, ["method.predictor=directcopy", "method.directpred_rho=0.9", "method.directpred_freq=5",
                        "method.directpred_eps=0"])
-    load_config(None, ["method.variant=kstep", "method.target_views=8", "method.predictor=none"])
+    check_config(load_config(None, ["method.variant=kstep", "method.target_views=8", "method.predictor=none"]))
 
 
 def test_configs_saved_before_the_new_keys_still_match():

@@ -17,12 +17,25 @@ from ..predictors import step_hook
 from ..targets import autocast
 
 LOSSES = {"cosine": negative_cosine, "mse": normalized_mse}
+#: method.* keys read whatever the variant: by the loop, the loss, evaluation, and the predictor
+#: (whose own keys the config checks against method.predictor).
+COMMON_KEYS = ("variant", "predictor", "symmetric", "loss", "diag_every", "probe_images", "probe_views",
+               "directpred_rho", "directpred_eps", "directpred_freq")
+#: method.* keys of a target bank, read by the variants that keep one (bank_views > 0).
+BANK_KEYS = ("bank", "bank_dtype", "bank_path")
 
 
 class Variant:
-    """Base: one target per view from the same forward pass (SimSiam)."""
+    """Base: one target per view from the same forward pass (SimSiam).
 
-    uses_bank = False
+    Its traits (class attributes) tell the rest of the code what it needs; nothing outside a
+    variant's own file tests its name."""
+
+    uses_k = False  # takes method.k M-steps per E-step (False: one step per target)
+    default_predictor = "learned"  # what method.predictor=auto builds: "learned" or "none"
+    bank_views = 0  # targets per image in its bank (0: no bank)
+    config_keys: tuple[str, ...] = ()  # the method.* keys it reads beyond COMMON_KEYS
+    about = "takes one step per target"  # for messages: "method.k=10 is not read by ... (it <about>)"
 
     def __init__(self, cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format: torch.memory_format):
         self.cfg, self.model, self.spec, self.fmt = cfg, model, spec, memory_format

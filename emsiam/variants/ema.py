@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..banks import TargetBank, write_split
 from ..targets import target_mode
-from .base import Variant
+from .base import BANK_KEYS, Variant
 
 
 class EMA(Variant):
@@ -21,7 +21,10 @@ class EMA(Variant):
     With m = 0, η is the image's F from its previous visit: "no predictor, a one-epoch-stale
     target", not "no predictor, other view" (which collapses in the paper)."""
 
-    uses_bank = True
+    default_predictor = "none"  # paper Sec. 5: the moving average stands in for the predictor
+    bank_views = 1
+    config_keys = ("ema_m", "ema_view", "e_step_bn", *BANK_KEYS)
+    about = "keeps a moving-average bank, one step per target"
 
     def __init__(self, cfg, model, spec, memory_format, bank: TargetBank, n_images: int):
         super().__init__(cfg, model, spec, memory_format)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ..banks import TargetBank
 from ..config import k_epochs
 from ..targets import target_mode
-from .base import Variant
+from .base import BANK_KEYS, Variant
 
 #: First view number of kstep's M target views (``method.target_views``): 0-3 are M-step views
 #: (replay, fresh, pairs, ema's extra view), 100+ mean_input's pixel-mean views.
@@ -20,7 +20,10 @@ class KStep(Variant):
     both views of every image in the next k batches; the M-step takes k SGD steps
     against them. With k = 1 and ``views=replay`` this is SimSiam exactly."""
 
-    uses_bank = True
+    uses_k = True
+    bank_views = 2
+    config_keys = ("k", "views", "e_step_bn", "target_views", *BANK_KEYS)
+    about = "caches η for method.k M-steps"
 
     def __init__(self, cfg, model, spec, memory_format, bank: TargetBank, n_images: int):
         super().__init__(cfg, model, spec, memory_format)

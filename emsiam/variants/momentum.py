@@ -14,6 +14,9 @@ from .base import Variant
 class Momentum(Variant):
     """η = F_ξ(T(x)) from an EMA copy ξ ← τξ + (1−τ)θ of the encoder (BYOL-style η-step)."""
 
+    config_keys = ("momentum_tau", "e_step_bn")
+    about = "takes η from a moving-average encoder, one step per target"
+
     def __init__(self, cfg, model, spec, memory_format):
         super().__init__(cfg, model, spec, memory_format)
         self.target_encoder = copy.deepcopy(model.encoder).requires_grad_(False)
