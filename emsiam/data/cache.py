@@ -20,7 +20,6 @@ import numpy as np
 
 __all__ = ["Converted", "cache_file", "default_cache_dir", "read_cache", "write_cache"]
 
-
 #: Bump when the imagefolder conversion changes, so stale caches are not reused.
 _CACHE_VERSION = 1
 

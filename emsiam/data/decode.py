@@ -26,7 +26,6 @@ from .imageset import SPLITS, DataError
 
 __all__ = ["decode_all"]
 
-
 _DECODE_CHUNK = 512
 
 

@@ -3,6 +3,9 @@
 Images of any size or mode are decoded once (:mod:`.decode`) into a cached
 uint8 array (:mod:`.cache`) and loaded from the cache afterwards. An archive
 is streamed once, without extraction, and both of its splits are cached.
+An image's key is ``<split>/<class>/<path>`` relative to the root (or to the
+archive's top folder): keys sorted by (class, key) give the stored order, and
+the class part gives the label.
 """
 
 from __future__ import annotations
@@ -23,17 +26,11 @@ from .imageset import SPLITS, DataError, ImageSet
 
 __all__ = ["IMAGE_SUFFIXES", "check_imagefolder", "load_imagefolder"]
 
-
 #: Image file suffixes read by the imagefolder source (case-insensitive).
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
 )
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-
-# Every image is identified by its key "<split>/<class>/<path>" relative to the
-# root (or to the archive's top folder); sorting keys by (split, class, key)
-# gives the stored order, and the class part gives the label.
 
 
 def _is_archive(path: Path) -> bool:

@@ -27,7 +27,6 @@ from .sources import load_split
 
 __all__ = ["STORE_VERSION", "load_split_store", "open_store", "store_key", "write_store"]
 
-
 #: Bump when the store layout changes, so stale stores are not reused.
 STORE_VERSION = 1
 _IMAGES, _LABELS, _META = "images.npy", "labels.npy", "meta.json"

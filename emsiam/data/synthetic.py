@@ -16,7 +16,6 @@ from .imageset import ImageSet
 
 __all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_GRID", "make_synthetic"]
 
-
 #: Class names of the synthetic source (label ``i`` is ``SYNTHETIC_CLASSES[i]``).
 SYNTHETIC_CLASSES = (
     "disc", "square", "triangle", "plus", "ring", "hbar", "vbar", "diamond", "xcross", "ell",

@@ -16,7 +16,6 @@ from .imageset import DataError, ImageSet
 
 __all__ = ["TORCHVISION", "check_torchvision", "load_torchvision"]
 
-
 TORCHVISION = {
     # source: (display name, folder, files torchvision checks)
     "cifar10": (
