@@ -32,8 +32,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from emsiam.runs import read_status
 from experiments import ema_vs_predictor, kstep_sweep
-from analysis.results import read_status
 from experiments.sweep import Executor, Study, run_studies, subprocess_executor
 
 #: The demo's design, as overrides of the ``demo`` preset for every run: views at 24 px (the

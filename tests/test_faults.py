@@ -18,13 +18,12 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.results import read_status
 from emsiam.banks import BankError
 from emsiam.cli import main
 from emsiam.config import load_config
 from emsiam.data import DataError
 from emsiam.runs import (LOCK, CheckpointError, Run, RunError, RunLocked, load_checkpoint, read_metrics,
-                         release_lock, rng_state, set_rng_state)
+                         read_status, release_lock, rng_state, set_rng_state)
 from emsiam.train import train
 from tests.conftest import TINY
 
