@@ -42,7 +42,7 @@ STUDY = Study(
 )
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the study (flags: see experiments/sweep.py); exit status 1 if a run failed."""
+    """Run the study (flags: see experiments/sweep/cli.py); exit status 1 if a run failed."""
     return study_main(STUDY, argv)
 
 

@@ -81,7 +81,7 @@ def render_figures(out: str | Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the study (flags: see experiments/sweep.py), then its figures; exit status 1 if a run failed."""
+    """Run the study (flags: see experiments/sweep/cli.py), then its figures; exit status 1 if a run failed."""
     rc = study_main(STUDY, argv)
     args = parser(STUDY).parse_args(argv)
     if not args.dry_run and (Path(args.out) / STUDY.name).exists():

@@ -2,7 +2,7 @@
 
     python -m experiments.su_dynamics [--out runs/su_dynamics]     # seconds, no training
 
-It accepts the flags of the training studies (experiments/sweep.py) so one loop
+It accepts the flags of the training studies (experiments/sweep/cli.py) so one loop
 can call every study: ``--preset``, ``--seeds``, ``--data``, ``--epochs``,
 ``--workers`` and ``--set`` are accepted and ignored (there is no training and the
 simulation is deterministic); ``--dry-run`` prints what would be written.
@@ -49,7 +49,7 @@ def simulate(stopgrad: bool, phi0: float = 0.6, theta0: float = 0.1, dt: float =
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/su_dynamics")
-    # Shared study flags (experiments/sweep.py), accepted and ignored here.
+    # Shared study flags (experiments/sweep/cli.py), accepted and ignored here.
     ap.add_argument("--preset", default=None, help="ignored (no training)")
     ap.add_argument("--seeds", type=int, default=1, help="ignored (deterministic)")
     ap.add_argument("--data", nargs="*", default=[], help="ignored (no data)")

@@ -4,7 +4,7 @@ import os
 import pandas as pd
 import pytest
 
-from analysis.results import read_status
+from emsiam.runs import read_status
 from experiments import su_dynamics
 from experiments.sweep import (STUDIES, Study, cpu_count, expand, load_study, run_studies, run_study, safe_label,
                                main as sweep_main)
@@ -26,7 +26,7 @@ def test_runner_isolates_failures_writes_table_and_skips_done_runs(tmp_path, cap
     res = run_study(OK_BAD, preset="demo", out=out, data=TINY, epochs=1, workers=2)
     ok, bad_data, bad_key = (out / "mini" / n for n in ("ok_s0", "bad_data_s0", "bad_key_s0"))
 
-    st = read_status(ok)  # analysis.results finds the sweep's status
+    st = read_status(ok)  # emsiam.runs finds the sweep's status
     assert st["status"] == "done" and st["error"] is None and st["wall_s"] > 0
     assert st["started"] and st["finished"] and "seed=0" in st["overrides"]
     assert (ok / "log.txt").exists() and (ok / "config.yaml").exists()
@@ -253,7 +253,7 @@ def test_gpu_groups_round_robin_and_torchrun_inside_a_run(tmp_path, monkeypatch)
             active.remove(tuple(gpus))
         return 1, "fake"
 
-    monkeypatch.setattr(sweep, "subprocess_executor", fake_subprocess)
+    monkeypatch.setattr(sweep.executors, "subprocess_executor", fake_subprocess)
     study = Study("g", "", {"a": [], "b": [], "c": []})
     run_study(study, preset="demo", out=tmp_path, data=TINY, epochs=1, workers=3, quiet=True,
               executor=sweep.gpu_executor(pool))
