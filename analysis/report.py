@@ -6,6 +6,7 @@
 For each study directory found (``RUNS_DIR/<study>/<run>/``; run directories lying
 directly under RUNS_DIR form one study named after RUNS_DIR), the report renders
 the study's figures (:mod:`analysis.figures`) into the report folder, embeds them,
+names the code versions its runs were trained with (:func:`code_line`, from git.txt),
 and writes two tables:
 
 * per configuration (seeds pooled): n seeds, epochs, data, kNN at init and at the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -45,6 +47,7 @@ from typing import NamedTuple, Sequence
 
 from analysis import figures as F
 from analysis import paper, results, stats
+from emsiam.runs import code_versions
 
 #: Figures per known study, in report order; unknown studies try every figure.
 STUDY_FIGURES = {
@@ -145,6 +148,25 @@ def too_short(group: F.Group) -> str | None:
         return None
     how = f", derived: m^E = {float(run.cfg.get('method.ema_m')):g}^{_eval_epoch(run):g}" if derived else ""
     return f"too short to judge: η₀ weight {w:.2f} > {EMA_MAX_INIT_WEIGHT}{how}"
+
+
+def _short_sha(sha: str) -> str:
+    """A git.txt sha as 7 hex digits (keeping "-dirty"); "unknown" as is."""
+    base, dirty = (sha[:-6], "-dirty") if sha.endswith("-dirty") else (sha, "")
+    return (base[:7] if re.fullmatch(r"[0-9a-f]{8,}", base) else base) + dirty
+
+
+def code_line(runs: Sequence[F.RunData]) -> str | None:
+    """"code: <sha> (n runs), ..." over the runs' code versions (git.txt: one line per start or
+    resume; a run resumed under other code counts as "a → b"), in order of first appearance;
+    None when no run records its code (runs restored from a table keep no git.txt)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        key = " → ".join(_short_sha(s) for s in code_versions(r.path)) or "not recorded"
+        counts[key] = counts.get(key, 0) + 1
+    if set(counts) <= {"not recorded"}:
+        return None
+    return "code: " + ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in counts.items())
 
 
 def study_table(name: str, groups: list[F.Group]) -> list[str]:
@@ -324,6 +346,8 @@ def build_report(runs_dir: str | Path | Sequence[str | Path], out: str | Path | 
         if study_dir in roots:  # a flat root: only the runs lying directly under it
             runs = [r for r in runs if r.path.parent == study_dir or r.path == study_dir]
         groups = F.group_runs(runs)
+        if code := code_line(runs):
+            md += [code, ""]
         if groups:
             md += study_table(name, groups) + [""]
             claims = claims_table(name, groups)

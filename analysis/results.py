@@ -1,12 +1,11 @@
 """One tidy table from run directories: a row per (run, evaluation record).
 
-A run directory (emsiam.runs) holds ``config.yaml`` and ``metrics.jsonl``; a
-sweep adds ``status.json`` (``{"status": "done"|"failed"|"running", ...}``).
-:func:`collect` walks a tree of them and returns a pandas DataFrame with
+:func:`collect` walks a tree of run directories (read by :func:`emsiam.runs.read_run`) and
+returns a pandas DataFrame with
 
 * ``run``: the run directory relative to the root (e.g. ``kstep_sweep/k10_s0``);
 * ``study``: its first path component ("" for a run directly under the root);
-* ``status``: from ``status.json`` ("done" when absent and the run finished);
+* ``status``: :func:`emsiam.runs.run_status` (status.json, else "done" or "incomplete");
 * ``epoch``, ``step`` and every metric of the record (``eval/knn_top1``,
   ``collapse/z_std_sqrt_d``, ``gap/cos_h_E``, ``bank/staleness_cos``, ...);
 * every config field, flattened with dotted names (``method.k``, ``optim.epochs``).
@@ -32,59 +31,25 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from emsiam.config import flatten
+from emsiam.runs import read_run, run_dirs
+
 #: Columns every table has, in this order, before metrics and config fields.
 ID_COLUMNS = ("run", "study", "status", "epoch", "step")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        elif isinstance(value, list):
-            out[name] = json.dumps(value)  # hashable, one cell
-        else:
-            out[name] = value
-    return out
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A nested config as one level of dotted keys; a list becomes its JSON text (hashable, one cell)."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(config).items()}
 
 
-def run_dirs(root: str | Path) -> list[Path]:
-    """Every directory under ``root`` (itself included) that holds a ``config.yaml``, sorted."""
-    root = Path(root)
-    return sorted(p.parent for p in root.rglob("config.yaml"))
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    """JSON records of a metrics file; lines cut short by an interrupted write are skipped."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
-def read_run(run_dir: Path, root: Path) -> list[dict[str, Any]]:
+def table_rows(run_dir: Path, root: Path) -> list[dict[str, Any]]:
     """Rows of one run (see module docstring)."""
-    cfg = _flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-    records = _read_records(run_dir / "metrics.jsonl")
-    status = read_status(run_dir)
-    finished = bool(records) and records[-1].get("epoch") == cfg.get("optim.epochs")
-    state = status.get("status", "done" if finished else "incomplete")
+    run = read_run(run_dir)
+    cfg = flat_config(run.config)
     rel = run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name
-    ident = {"run": rel, "study": rel.split("/")[0] if "/" in rel else "", "status": state}
-    evals = list({r.get("epoch"): r for r in records if "eval/knn_top1" in r}.values())  # last record per epoch
+    ident = {"run": rel, "study": rel.split("/")[0] if "/" in rel else "", "status": run.status}
+    evals = list({r.get("epoch"): r for r in run.records if "eval/knn_top1" in r}.values())  # last record per epoch
     if not evals:
         evals = [{"epoch": None, "step": None}]
     return [{**ident, **r, **cfg} for r in evals]
@@ -93,7 +58,7 @@ def read_run(run_dir: Path, root: Path) -> list[dict[str, Any]]:
 def collect(root: str | Path) -> pd.DataFrame:
     """The tidy table of every run under ``root`` (empty DataFrame with the id columns if none)."""
     root = Path(root)
-    rows = [row for d in run_dirs(root) for row in read_run(d, root)]
+    rows = [row for d in run_dirs(root) for row in table_rows(d, root)]
     if not rows:
         return pd.DataFrame(columns=list(ID_COLUMNS))
     df = pd.DataFrame(rows)

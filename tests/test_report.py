@@ -275,3 +275,27 @@ def test_restore_runs_retypes_config_cells(tmp_path):
     assert (b / "metrics.jsonl").read_text() == "" and json.loads((b / "status.json").read_text()) == {
         "status": "failed"}
     assert figures.load_runs(tmp_path) and [r.label for r in figures.load_runs(tmp_path)] == ["a"]
+
+
+def test_code_versions_line(tmp_path):
+    """Each study names the code its runs were trained with (git.txt); runs without one (restored
+    from a table) add no line."""
+    root = tmp_path / "runs"
+    a, b, c = "7e31151" + "0" * 33, "cc584ca" + "1" * 33, "922457a" + "2" * 33
+    lines = {"simsiam_s0": [a], "simsiam_s1": [a], "k10_s0": [a, a], "k10_s1": [b + "-dirty", c]}
+    for name, shas in lines.items():
+        over = ["method.variant=kstep", "method.k=10"] if name.startswith("k10") else []
+        d = write_run(root / "study", name, over + [f"seed={name[-1]}"], fake_records(40, 0.9))
+        (d / "git.txt").write_text("".join(f"{s} 2026-01-01T00:00:00+00:00 {'start' if i == 0 else 'resume'}\n"
+                                           for i, s in enumerate(shas)))
+    runs = figures.load_runs(root / "study")
+    assert report.code_line(runs) == "code: 7e31151 (3 runs), cc584ca-dirty → 922457a (1 run)"
+    assert report.code_line([r for r in runs if r.label == "simsiam"]) == "code: 7e31151 (2 runs)"
+    md = report.build_report(root, tmp_path / "rep").read_text()
+    assert "## study\n\ncode: 7e31151 (3 runs), cc584ca-dirty → 922457a (1 run)\n" in md
+    (root / "study" / "k10_s1" / "git.txt").unlink()
+    assert report.code_line(figures.load_runs(root / "study")) == "code: 7e31151 (3 runs), not recorded (1 run)"
+    for d in (root / "study").iterdir():
+        (d / "git.txt").unlink(missing_ok=True)
+    assert report.code_line(figures.load_runs(root / "study")) is None
+    assert "code:" not in report.build_report(root, tmp_path / "rep2").read_text()
