@@ -3,34 +3,9 @@
     python -m analysis.report RUNS_DIR [--out RUNS_DIR/report]
     python -m analysis.report --from-table TABLES [RUNS_DIR] --out OUT [--title TEXT] [--note TEXT ...]
 
-For each study directory found (``RUNS_DIR/<study>/<run>/``; run directories lying
-directly under RUNS_DIR form one study named after RUNS_DIR), the report renders
-the study's figures (:mod:`analysis.figures`) into the report folder, embeds them,
-names the code versions its runs were trained with (:func:`code_line`, from git.txt),
-and writes two tables:
-
-* per configuration (seeds pooled): n seeds, epochs, data, kNN at init and at the
-  end, linear top-1 when logged, std(z)·√d, as mean ± sample std (ddof = 1) with the
-  95% t interval of the final kNN; the collapse state by the one stated criterion
-  (:func:`analysis.stats.collapse_state`); the paper's number (:mod:`analysis.paper`);
-* per claim of the paper (:data:`analysis.paper.CLAIMS`): each comparison as the
-  paired difference A − B over seeds (same seed: same init and data order), its
-  sample std and 95% t interval, and a verdict: "yes" when every interval lies on
-  the claimed side of 0, "no" when one lies on the other side, "unresolved" when one
-  covers 0 or rests on one seed.
-
-An EMA configuration is "too short to judge" while the mean weight of the initial
-targets η₀ left in its bank (``bank/init_weight``; for runs that predate the metric,
-m^E after E epochs, marked "derived") exceeds 5%. The paper's numbers are ImageNet
-linear top-1; this lab's are usually CIFAR kNN after a few epochs, so only
-directions are compared, never values.
-
-``--from-table`` rebuilds the report when only the tidy tables were kept (a
-directory of ``<study>.csv`` files, or of ``<study>/results.csv`` as the runner
-writes them, or one such file): :func:`analysis.results.restore_runs` writes the
-table's evaluation records back as run directories in a temporary folder and the
-report is built from those as usual, plus any studies under RUNS_DIR when given
-(e.g. su_dynamics results). The header names the tables and the command.
+Per study: its figures, the code versions of its runs, a table per configuration (seeds
+pooled) and a table of the paper's claims tested as paired differences over seeds. What each
+column means, the verdict rules and ``--from-table``: docs/report.md.
 """
 
 from __future__ import annotations
@@ -170,7 +145,7 @@ def code_line(runs: Sequence[F.RunData]) -> str | None:
 
 
 def study_table(name: str, groups: list[F.Group]) -> list[str]:
-    """One row per configuration (see module docstring)."""
+    """One row per configuration (columns: docs/report.md)."""
     head = ("| configuration | n seeds | epochs | data (n_train) | kNN init | kNN final [95% t] | linear final "
             "| z_std·√d | collapse | paper setting | paper (" + paper.METRIC + ") | source | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

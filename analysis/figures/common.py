@@ -31,7 +31,6 @@ INIT_WEIGHT = "bank/init_weight"  # ema: mean weight m^n of the initial targets 
 #: checks that training is identical with any value).
 _IGNORED_KEYS = {"name", "seed", "out_dir", "resume", "progress", "device", "ckpt_every", "ckpt_minutes",
                  "data.subset_seed", "data.cache_dir", "data.root", "method.bank_path", "method.diag_every"}
-
 _IGNORED_SECTIONS = ("log.",)  # where metrics are also written (TensorBoard, W&B): not the experiment
 
 
@@ -46,8 +45,8 @@ def config_defaults() -> dict[str, Any]:
     return flat_config(dataclasses.asdict(Config()))
 
 
-
 def note(msg: str) -> None:
+    """A message to stderr (a run skipped, a figure drawn without its reference)."""
     print(f"figures: {msg}", file=sys.stderr)
 
 
@@ -191,6 +190,7 @@ def is_no_predictor(g: Group) -> bool:
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` (folders made as needed) and close it."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from .common import GAP_ETA, GAP_F, GAP_H, KNN, groups_under, save_figure, scale_caption
 
+
 def learning_curves(runs_dir: Path, stem: Path) -> list[Path]:
     """kNN top-1 against epoch, one line per configuration (mean over seeds, band = ± sample std)."""
     groups = [g for g in groups_under(runs_dir) if g.stat(lambda r: r.final(KNN))[2]]

@@ -12,6 +12,7 @@ from analysis import stats
 from .common import (KNN, ZSTD_SQRT_D, finish_axes, groups_under, init_line, is_no_predictor, is_simsiam_ref,
                      ref_line, save_figure, scale_caption)
 
+
 def ema_vs_m(runs_dir: Path, stem: Path) -> list[Path]:
     """Final kNN and z_std·√d against the moving-average coefficient m (ema, no predictor)."""
     groups = groups_under(runs_dir)

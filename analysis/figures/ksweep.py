@@ -10,6 +10,7 @@ import numpy as np
 from .common import (AGE, KNN, LINEAR, STALENESS, Group, finish_axes, groups_under, init_line, is_simsiam_ref,
                      save_figure, scale_caption)
 
+
 def steps_per_epoch(g: Group) -> int | None:
     """SGD steps per epoch of a group's runs: the step logged at epoch 1."""
     for r in g.runs:

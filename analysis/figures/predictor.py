@@ -10,15 +10,11 @@ import numpy as np
 
 from analysis import stats
 
-from .common import (GAP_H, GAP_F, KNN, ZSTD_SQRT_D, Group, RunData, finish_axes, groups_under, init_line,
+from .common import (GAP_F, GAP_H, KNN, ZSTD_SQRT_D, Group, RunData, finish_axes, groups_under, init_line,
                      save_figure, scale_caption)
 
 GAP_DELTA = "gap/cos_h_E - gap/cos_F_E"  # derived per run: what h adds towards the expectation
-
-
 W_OFFDIAG, P_SQRT_S = "spectral/W_offdiag", "spectral/p_sqrt_s_corr"
-
-
 _KIND_COLORS = {"learned": "C0", "none": "C3", "fixed_random": "C7", "directpred": "C2", "directcopy": "C1"}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .common import INV_SQRT_D, KNN, LOSS, ZSTD, groups_under, init_line, note, save_figure, scale_caption
 
+
 def stopgrad_panels(runs_dir: Path, stem: Path) -> list[Path]:
     """Figure-2 style: training loss, std of l2-normalised z (with 1/√d) and kNN vs epoch, stop-grad on/off."""
     groups = [g for g in groups_under(runs_dir) if g.get("method.variant") == "simsiam"
