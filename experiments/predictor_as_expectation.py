@@ -21,7 +21,7 @@ Every run logs, at each evaluation: kNN, collapse statistics, the leave-one-out
 predictor-expectation gap (gap/*) and spectral alignment of the predictor with F̂
 (spectral/*; spectra in ``<run>/spectra/epochNNNN.npz``). After the runs, the study's figures
 go to ``OUT/predictor_as_expectation/figures/``: accuracy vs M, the eigen-spectra of F̂ and W_p,
-and the gap by predictor kind (analysis/figures.py, PREDICTOR_FIGURES); ``python -m
+and the gap by predictor kind (analysis/figures/predictor.py, PREDICTOR_FIGURES); ``python -m
 analysis.report OUT`` adds the table and claims.
 
 Runtime per run (2 CPU cores): preset ``cpu`` about 1.6 min per epoch with full CIFAR-10 at
