@@ -29,7 +29,7 @@ from bench_io import device_label, sync, write_json
 from emsiam.alternation import m_step
 from emsiam.config import load_config
 from emsiam.predictors import directcopy_weight, directpred_weight
-from emsiam.train import setup
+from emsiam.setup import setup
 
 CONFIGS = {
     "simsiam (learned predictor)": [],

@@ -42,8 +42,10 @@ from pathlib import Path
 import torch
 from bench_io import device_label, sync, write_json
 
+from emsiam.alternation import simsiam_step
 from emsiam.config import load_config
-from emsiam.train import autocast, setup, simsiam_step
+from emsiam.setup import setup
+from emsiam.targets import autocast
 
 IMAGENET_N = 1_281_167
 

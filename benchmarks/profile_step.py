@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 from variant_cost import Runner
 
 from emsiam.config import load_config
-from emsiam.train import setup
+from emsiam.setup import setup
 
 #: Ops after which the host must wait for the device (CUDA runtime names included).
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select",

@@ -23,9 +23,10 @@ from datetime import date
 import torch
 from bench_io import batch_stream, device_label, rate, write_json
 
-from emsiam.alternation import m_step
+from emsiam.alternation import m_step, simsiam_step
 from emsiam.config import load_config
-from emsiam.train import autocast, setup, simsiam_step
+from emsiam.setup import setup
+from emsiam.targets import autocast
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from bench_io import device_label, sync, write_json
 
 from emsiam.alternation import m_step, outer_iterations
 from emsiam.config import load_config
-from emsiam.train import setup
+from emsiam.setup import setup
 from emsiam.variants import steps_per_outer
 
 VARIANTS = {
@@ -61,6 +61,7 @@ class Runner:
             s.variant.e_step(group, s.train.images, self.step)
             for idx in group:
                 m_step(s, idx, s.train.images.index_select(0, idx), self.step % len(s.lrs))
+                s.variant.update_targets(idx, self.step % len(s.lrs))
                 self.step += 1
                 steps += 1
         s.variant.end_epoch()  # commits the ema bank: charged every block, ~10x more often than in training

@@ -119,7 +119,8 @@ def main() -> None:
     from emsiam.alternation import m_step
     from emsiam.config import load_config
     from emsiam.evaluate import extract, knn_top1
-    from emsiam.train import autocast, build_optimizer, lr_schedule, set_lr, setup
+    from emsiam.setup import build_optimizer, lr_schedule, set_lr, setup
+    from emsiam.targets import autocast
 
     tmp = tempfile.mkdtemp(prefix="emsiam-vs-lightly-")
     ov = [f"out_dir={tmp}", "progress=false", "data.source=imagefolder", f"data.root={args.data}",

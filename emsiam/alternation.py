@@ -1,20 +1,21 @@
-"""The alternation engine: outer loop (E-step, η) and inner loop (M-step, θ).
+"""The alternation engine: outer loop (E-step, η) and inner loop (M-step, θ), then each epoch's
+evaluation and checkpoint.
 
-Solves L(θ, η) = E_{x,T} ‖F_θ(T(x)) − η_x‖² by alternation (Chen & He 2021,
-Sec. 5; design/alternation.md):
+Solves L(θ, η) = E_{x,T} ‖F_θ(T(x)) − η_x‖² by alternation (Chen & He 2021, Sec. 5;
+design/alternation.md):
 
     for each outer iteration t (k batches of the epoch's permutation):
         E-step: η ← targets of those images under θ_t (no_grad, cached in a bank)
-        M-step: k SGD steps on θ against the cached η
+        for each batch: M-step (one SGD step on θ against η), then the moving-average update
 
-``simsiam``, ``ema`` and ``momentum`` have k = 1 and compute η inside the step;
-``kstep`` and ``mean_input`` cache η for k steps. An outer iteration never
-crosses an epoch boundary: the last one of an epoch is truncated to the
-batches that remain.
+Variants without k (``uses_k`` false) have k = 1 and compute η inside the step. An outer
+iteration never crosses an epoch boundary (the last one of an epoch is truncated to the batches
+that remain) unless k spans epochs (``k=Eepochs``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -22,11 +23,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .runs import RunError, set_rng_state
+from .evaluate import evaluate, expectation_gap
+from .losses import symmetric_simsiam
+from .models import SimSiam
 from .progress import epoch_summary, progress_bar
-from .train import Setup, autocast, run_eval, set_lr
-from .variants import steps_per_outer
-
+from .runs import RunError
+from .setup import Setup, set_lr
+from .spectral import save_spectra, spectral_alignment
+from .targets import autocast
+from .variants import predictor_kind, steps_per_outer
 
 #: Steps between the loop's host syncs (progress bar and the non-finite-loss check), with or
 #: without a progress bar: one ``.item()`` every SYNC_EVERY steps, never one per step.
@@ -45,26 +50,16 @@ def outer_iterations(order: torch.Tensor, batch_size: int, k: int) -> list[list[
     return [batches[i : i + k] for i in range(0, len(batches), k)]
 
 
-def m_step(s: Setup, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
-    """One SGD step on θ against the variant's targets; returns the detached loss."""
-    set_lr(s.opt, float(s.lrs[step]), s.base_lr)
-    with autocast(s.cfg, s.device):
-        loss = s.variant.loss(idx, x, step)
-    s.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    distributed.average_gradients(s.model)  # several processes: mean over ranks = global-batch gradient
-    s.opt.step()
-    s.variant.after_step()
-    return loss.detach()
-
-
 def fit(s: Setup) -> list[dict[str, Any]]:
+    """Train a built run to ``optim.epochs`` (or on from its checkpoint); returns its metric records."""
     cfg, model, variant = s.cfg, s.model, s.variant
     k = steps_per_outer(cfg, len(s.batches))  # more than an epoch only for k = "Eepochs"
     k_in_epoch = min(k, len(s.batches))
     s.run.initialise()
-    start_epoch, step = _restore(s) if cfg.resume else (0, 0)
-    if not cfg.resume:
+    if cfg.resume:  # the checkpoint's states, RNGs, and the metrics up to its step
+        start_epoch, step = s.run.restore_state(s.device, model=model, optimizer=s.opt, variant=variant)
+    else:
+        start_epoch, step = 0, 0
         variant.start(s.train.images, cfg.optim.batch_size)  # the training batch size: BN as in training
         _print_summary(s, run_eval(s, epoch=0, step=0))
 
@@ -88,7 +83,8 @@ def fit(s: Setup) -> list[dict[str, Any]]:
                     for key, v in variant.diagnostics(idx, x, step).items():
                         sums[key] = sums.get(key, 0.0) + v
                     n_diag += 1
-                loss = m_step(s, idx, x, step)
+                loss = m_step(s, idx, x, step)  # M-step: one SGD step on θ against η
+                variant.update_targets(idx, step)  # then the moving-average targets (ema, momentum)
                 sums["train/loss"] += loss
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
                 step += 1
@@ -106,6 +102,43 @@ def fit(s: Setup) -> list[dict[str, Any]]:
         _end_of_epoch(s, epoch, step, sums, n_diag, time.perf_counter() - t0)
         distributed.barrier()  # rank 0 has written metrics and checkpoint
     return s.run.metrics()
+
+
+def m_step(s: Setup, idx: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
+    """One SGD step on θ against the variant's targets; returns the detached loss."""
+    set_lr(s.opt, float(s.lrs[step]), s.base_lr)
+    with autocast(s.cfg, s.device):
+        loss = s.variant.loss(idx, x, step)
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(s.model)  # several processes: mean over ranks = global-batch gradient
+    s.opt.step()
+    s.variant.after_step()
+    return loss.detach()
+
+
+def run_eval(s: Setup, epoch: int, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate (kNN, linear probe, collapse, expectation gap, spectra), log and return the record."""
+    e = s.cfg.eval
+    t0 = time.perf_counter()
+    amp = lambda: autocast(s.cfg, s.device)  # noqa: E731 - forwards in the training precision
+    metrics = evaluate(
+        s.model, s.train, s.test, s.spec, knn_k=e.knn_k, knn_t=e.knn_t, linear=e.linear,
+        linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, batch_size=e.batch_size, seed=s.cfg.seed, amp=amp,
+    )
+    metrics.update(expectation_gap(
+        s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed,
+        bank=s.variant.expectation_bank(), bank_bn=s.cfg.method.e_step_bn, amp=amp,
+    ))
+    metrics.update(s.variant.eval_metrics())
+    spectral, spectra = spectral_alignment(  # predictor vs F̂ (DirectPred's theory); spectra for figures
+        s.model, s.train, s.spec, s.cfg.method.probe_images, s.cfg.method.probe_views, s.cfg.seed, amp=amp)
+    metrics.update(spectral)
+    if spectra and distributed.is_main():
+        save_spectra(s.cfg.run_dir, epoch, step, spectra, predictor_kind(s.cfg))
+    record = {"epoch": epoch, "step": step, **(extra or {}), **metrics, "time/eval_s": time.perf_counter() - t0}
+    s.run.log(record)
+    return record
 
 
 def _batches_of_epochs(s: Setup, first: int, n: int) -> list[torch.Tensor]:
@@ -146,13 +179,9 @@ def _end_of_epoch(s: Setup, epoch: int, step: int, sums: dict, n_diag: int, seco
     due = cfg.ckpt_minutes > 0 and time.monotonic() - s.last_ckpt >= 60 * cfg.ckpt_minutes
     if (epoch + 1) % cfg.ckpt_every == 0 or last or due:
         t0 = time.perf_counter()
-        s.run.save({
-            "model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "variant": s.variant.state_dict(),
-            "epoch": epoch + 1, "step": step,
-        })
-        bank = getattr(s.variant, "bank", None)
-        if bank is not None:  # the checkpoint names the bank's prepared version: apply it now
-            bank.commit()
+        s.run.save_state(epoch=epoch + 1, step=step, model=s.model, optimizer=s.opt, variant=s.variant)
+        if s.variant.bank is not None:  # the checkpoint names the bank's prepared version: apply it now
+            s.variant.bank.commit()
         s.ckpt_s += time.perf_counter() - t0
         s.last_ckpt = time.monotonic()
 
@@ -163,11 +192,13 @@ def _print_summary(s: Setup, record: dict[str, Any]) -> None:
         tqdm.write(epoch_summary(record, s.cfg.optim.epochs, name=s.cfg.name))
 
 
-def _restore(s: Setup) -> tuple[int, int]:
-    ckpt = s.run.load(s.device)
-    s.model.load_state_dict(ckpt["model"])
-    s.opt.load_state_dict(ckpt["optimizer"])
-    s.variant.load_state_dict(ckpt["variant"])
-    set_rng_state(ckpt["rng"])
-    s.run.truncate_metrics(ckpt["step"])
-    return ckpt["epoch"], ckpt["step"]
+def simsiam_step(model: SimSiam, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
+                 amp: contextlib.AbstractContextManager) -> torch.Tensor:
+    """One SGD step on ½D(p1, sg(z2)) + ½D(p2, sg(z1)) from pre-made views (benchmarks)."""
+    with amp:
+        p1, p2, z1, z2 = model(x1, x2)
+        loss = symmetric_simsiam(p1.float(), p2.float(), z1.float(), z2.float())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import AugmentSpec, prepare
+from .augment import AugmentSpec, augment, prepare, view_seeds
 from .data import ImageSet
-from .models import SimSiam
+from .models import SimSiam, is_channels_last
 from .targets import target_mode
 
 
@@ -41,7 +41,7 @@ def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int =
     was_training = model.training
     model.eval()
     hs, zs = [], []
-    memory_format = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
+    memory_format = torch.channels_last if is_channels_last(model) else torch.contiguous_format
     for start in range(0, len(data), batch_size):
         x = prepare(data.images[start : start + batch_size], spec).contiguous(memory_format=memory_format)
         with amp():
@@ -51,13 +51,6 @@ def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int =
         zs.append(z.float())
     model.train(was_training)
     return Features(torch.cat(hs), torch.cat(zs))
-
-
-def _is_channels_last(model: nn.Module) -> bool:
-    for p in model.parameters():
-        if p.dim() == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
 
 
 def knn_predict(
@@ -222,14 +215,13 @@ def expectation_gap(
     them), computed in the BN mode of the bank's targets (``bank_bn``; running statistics
     untouched): comparing train-mode η with an eval-mode Ē would measure the BN mode.
     """
-    from .augment import augment, view_seeds  # local: evaluate is otherwise augmentation-free
 
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed + 12345)
     idx = torch.randperm(len(data), generator=g)[: min(n_images, len(data))].to(data.images.device)
     x = data.images.index_select(0, idx)
-    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
+    fmt = torch.channels_last if is_channels_last(model) else torch.contiguous_format
     zs, ps = [], []
     views = [augment(x, view_seeds(seed, -(10**6), idx, v), spec).contiguous(memory_format=fmt)
              for v in range(n_views)]

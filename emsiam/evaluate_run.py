@@ -92,7 +92,7 @@ def evaluate_run(run: str | Path, checkpoint: str | Path | None = None, override
     from .evaluate import collapse_stats, knn_top1, linear_probe
     from .models import build_model
     from .runs import Run, load_checkpoint
-    from .train import augment_spec, load_data, resolve_device
+    from .setup import augment_spec, load_data, resolve_device
     from .variants import predictor_kind
 
     if not tag or "/" in tag or tag in RESERVED_TAGS:

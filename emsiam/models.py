@@ -146,3 +146,11 @@ def build_model(cfg: ModelConfig, head: str = "learned", *, rho: float = 0.3, ep
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's conv weights are channels_last (its inputs should be too)."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False

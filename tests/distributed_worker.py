@@ -12,7 +12,7 @@ import sys
 
 from emsiam import alternation, distributed
 from emsiam.config import load_config
-from emsiam.train import setup
+from emsiam.setup import setup
 
 
 class SimulatedCrash(RuntimeError):

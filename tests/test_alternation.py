@@ -3,8 +3,9 @@ import torch
 
 from emsiam.alternation import outer_iterations
 from emsiam.config import ConfigError, load_config
-from emsiam.train import set_lr, setup, train
+from emsiam.setup import set_lr, setup
 from emsiam.targets import target_mode
+from emsiam.train import train
 from emsiam.variants import check_config
 
 EXACT = [
@@ -15,7 +16,7 @@ EXACT = [
 
 def _steps(s, n):
     """Drive a Setup's variant for n steps the way fit() does with k = 1; return the losses."""
-    losses, base = [], s.cfg.optim.lr_per_256 * s.cfg.optim.batch_size / 256
+    losses, base = [], s.base_lr
     for step, idx in enumerate(outer_iterations(s.batches.indices(0), s.cfg.optim.batch_size, 1)[:n]):
         idx = idx[0]
         s.variant.e_step([idx], s.train.images, step)

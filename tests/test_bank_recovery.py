@@ -411,7 +411,7 @@ def _kill():
 
 def _arm(point: str, epoch: int) -> None:
     """Patch this (child) process so that it dies at `point` of the end of epoch `epoch` (1-based)."""
-    from emsiam import alternation, train as train_mod, variants
+    from emsiam import alternation, variants
     from emsiam.banks import DiskBank, MemmapBank
     from emsiam.banks.filebank import _FileBank
 
@@ -429,14 +429,14 @@ def _arm(point: str, epoch: int) -> None:
             _kill()
 
     variants.EMA.end_epoch = wrapped_end_epoch
-    gap = train_mod.expectation_gap
+    gap = alternation.expectation_gap
 
     def wrapped_gap(*a, **k):
         if at("eval"):
             _kill()
         return gap(*a, **k)
 
-    train_mod.expectation_gap = wrapped_gap
+    alternation.expectation_gap = wrapped_gap
     run_eval = alternation.run_eval
 
     def wrapped_run_eval(*a, **k):

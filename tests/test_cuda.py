@@ -13,7 +13,8 @@ import torch
 from emsiam import alternation
 from emsiam.augment import augment, cifar_recipe, view_seeds
 from emsiam.config import load_config
-from emsiam.train import setup, train
+from emsiam.setup import setup
+from emsiam.train import train
 
 from .conftest import TINY
 from .distributed_worker import SimulatedCrash, crash_after

@@ -21,7 +21,8 @@ import torch.distributed as dist
 
 from emsiam.config import ConfigError, load_config
 from emsiam.runs import load_checkpoint, read_metrics
-from emsiam.train import setup, train
+from emsiam.setup import setup
+from emsiam.train import train
 
 from .conftest import TINY
 

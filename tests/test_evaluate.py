@@ -73,7 +73,7 @@ def test_ema_bank_gap_compares_like_with_like(tmp_path):
     eval-mode Ē would."""
     from emsiam.config import load_config
     from emsiam.evaluate import expectation_gap
-    from emsiam.train import setup
+    from emsiam.setup import setup
 
     from .conftest import TINY
 

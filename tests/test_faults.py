@@ -217,7 +217,7 @@ def _no_data_load(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("data was loaded before the check")
 
-    monkeypatch.setattr("emsiam.train.load_data", refuse)
+    monkeypatch.setattr("emsiam.setup.load_data", refuse)
 
 
 def _drop_root_file_powers() -> None:

@@ -20,7 +20,8 @@ from emsiam.augment import augment, view_seeds
 from emsiam.config import load_config
 from emsiam.evaluate import loo_cosines
 from emsiam.runs import load_checkpoint, read_metrics
-from emsiam.train import lr_schedule, set_lr, setup, train
+from emsiam.setup import lr_schedule, set_lr, setup
+from emsiam.train import train
 from emsiam.targets import target_mode
 
 SMALL = [
@@ -34,13 +35,15 @@ def _setup(tmp_path, *extra, name="r"):
 
 
 def _drive(s, n):
-    """n steps as fit() takes them (E-step, then m_step under the run's autocast); returns losses."""
+    """n steps as fit() takes them (E-step, then m_step under the run's autocast, then the
+    moving-average update); returns losses."""
     k = alternation.steps_per_outer(s.cfg, len(s.batches))
     losses, step = [], 0
     for group in outer_iterations(s.batches.indices(0), s.cfg.optim.batch_size, k):
         s.variant.e_step(group, s.train.images, step)
         for idx in group:
             losses.append(m_step(s, idx, s.train.images.index_select(0, idx), step).item())
+            s.variant.update_targets(idx, step)
             step += 1
             if step == n:
                 return losses
@@ -86,6 +89,8 @@ def test_ema_loss_uses_the_targets_from_before_the_step(tmp_path, view):
     x1, x2, x3 = s.variant.views(x, idx, 0, n=3)
     state = {k: v.clone() for k, v in s.model.state_dict().items()}
     loss = s.variant.loss(idx, x, 0)
+    torch.testing.assert_close(s.variant.bank.read(idx)[:, 0], old, rtol=0, atol=0)  # loss() leaves η as it was
+    s.variant.update_targets(idx, 0)  # the loop's call after the M-step
     s.model.load_state_dict(state)
     with target_mode(s.model):  # train-mode BN, as in the step's forward
         p1, p2, z1, z2 = s.model(x1, x2)
@@ -207,9 +212,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path, mo
 @pytest.mark.parametrize("progress", [True, False])
 def test_host_syncs_per_step_do_not_depend_on_progress(tmp_path, monkeypatch, progress):
     """One host sync every SYNC_EVERY steps (plus one at the epoch's end), bar or no bar."""
-    from emsiam import train as train_mod
-
-    monkeypatch.setattr(train_mod, "run_eval", lambda s, epoch, step, extra=None: s.run.log(
+    monkeypatch.setattr(alternation, "run_eval", lambda s, epoch, step, extra=None: s.run.log(
         {"epoch": epoch, "step": step, **(extra or {})}) or {"epoch": epoch, "step": step})
     counts = {"n": 0}
     for name in ("item", "tolist"):
@@ -220,7 +223,6 @@ def test_host_syncs_per_step_do_not_depend_on_progress(tmp_path, monkeypatch, pr
             return _real(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    monkeypatch.setattr(alternation, "run_eval", train_mod.run_eval)
     train(load_config(None, SMALL + [f"out_dir={tmp_path}", f"name=p{progress}", f"progress={progress}",
                                      "method.diag_every=1000"]))
     steps = 640 // 32

@@ -8,13 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from emsiam import predictors
+from emsiam import spectral
 from emsiam.alternation import m_step, outer_iterations
 from emsiam.augment import view_seeds
 from emsiam.config import ConfigError, diff, load_config, to_dict
-from emsiam.predictors import ClosedFormPredictor, directcopy_weight, directpred_weight, predictor_matrix
+from emsiam.predictors import ClosedFormPredictor, directcopy_weight, directpred_weight
 from emsiam.runs import load_checkpoint
-from emsiam.train import setup, train
+from emsiam.spectral import predictor_matrix
+from emsiam.setup import setup
+from emsiam.train import train
 from emsiam.targets import target_mode
 from emsiam.variants import TARGET_VIEW0, Variant, check_config, config_fingerprint, steps_per_outer
 
@@ -37,6 +39,7 @@ def _drive(s, n, each=None):
         s.variant.e_step(group, s.train.images, step)
         for idx in group:
             losses.append(m_step(s, idx, s.train.images.index_select(0, idx), step))
+            s.variant.update_targets(idx, step)
             if each is not None:
                 each(step)
             step += 1
@@ -219,7 +222,7 @@ def test_spectral_metrics_by_predictor_kind(tmp_path):
     for kind, expect_w in [("directpred", True), ("learned", True), ("none", False)]:
         s = _setup(tmp_path, f"method.predictor={kind}", name=kind)
         _drive(s, 2)
-        metrics, arrays = predictors.spectral_alignment(s.model, s.train, s.spec, 16, 4, 0)
+        metrics, arrays = spectral.spectral_alignment(s.model, s.train, s.spec, 16, 4, 0)
         assert metrics["spectral/F_top_eig"] > 0 and "F_eig" in arrays
         assert ("spectral/W_asym" in metrics) == expect_w
         if kind == "directpred":
@@ -340,7 +343,7 @@ def test_predictor_figures_render(tmp_path):
         d = write_run(root, f"{label}_s0", over, recs)
         s = np.sort(np.abs(np.random.default_rng(i).normal(size=32)))[::-1]
         arrays = {"F_eig": s} if label.endswith("none") else {"F_eig": s, "W_in_F": np.sqrt(s), "W_eig": s}
-        predictors.save_spectra(d, 3, 30, arrays, "x")
+        spectral.save_spectra(d, 3, 30, arrays, "x")
     for name, fn in figures.PREDICTOR_FIGURES.items():
         paths = fn(root, tmp_path / "out" / name)
         assert all(p.exists() and p.stat().st_size > 0 for p in paths), name

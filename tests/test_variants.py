@@ -106,14 +106,6 @@ def test_resume_checks_only_the_name():
         check_config(_cfg("method.variant=nope", "resume=true"))
 
 
-def test_setup_refuses_before_the_run_directory_exists(tmp_path):
-    from emsiam.train import setup
-
-    with pytest.raises(ConfigError, match="method.k=10"):
-        setup(_cfg("method.k=10", f"out_dir={tmp_path}"))
-    assert not (tmp_path / "x").exists()
-
-
 def test_cli_refuses_with_exit_2(capsys):
     from emsiam.cli import main
 
@@ -135,3 +127,66 @@ def test_a_new_variant_is_one_class_and_one_registry_line(monkeypatch):
     assert predictor_kind(cfg) == "none" and steps_per_outer(cfg, 20) == 4
     with pytest.raises(ConfigError, match=r"method.ema_m=0.5 is not read by method.variant=toy \(it is a toy;"):
         check_config(_cfg("method.variant=toy", "method.ema_m=0.5"))
+
+
+# ---- the EMA update: an explicit call of the loop, as it was inside loss() ----------------------
+
+
+def _old_ema_loss(self, idx, x, step):
+    """EMA.loss before the update moved out of it (7e31151): η read, u computed, bank updated."""
+    import torch
+    import torch.nn.functional as F
+
+    from emsiam.targets import target_mode
+
+    m = self.cfg.method
+    x1, x2 = self.views(x, idx, step)
+    eta = self.bank.read(idx)[:, 0]
+    if m.ema_view == "extra":
+        with target_mode(self.model, m.e_step_bn):
+            (x3,) = self.views(x, idx, step, first=2, n=1)
+            u = self.encode(x3)
+    p1, p2, z1, z2 = self.model(x1, x2)
+    if m.ema_view == "other":
+        u = F.normalize(z2.detach().float(), dim=1)
+    elif m.ema_view == "mean":
+        u = 0.5 * (F.normalize(z1.detach().float(), dim=1) + F.normalize(z2.detach().float(), dim=1))
+    loss = self.pair_loss(p1.float(), p2.float(), eta, eta)
+    self.bank.ema_update(idx, u.unsqueeze(1), m.ema_m, version=step)
+    if self._updates_local is not None:
+        self._updates_local.index_add_(0, idx, torch.ones_like(idx, dtype=torch.int32))
+    return loss
+
+
+@pytest.mark.parametrize("view, amp", [("mean", "none"), ("other", "none"), ("extra", "none"), ("mean", "bf16")])
+def test_explicit_ema_update_equals_the_update_inside_the_loss(tmp_path, view, amp):
+    """The update now runs after the step, outside its autocast: the same bank, losses and θ to the bit."""
+    import types
+
+    import torch
+
+    from emsiam.alternation import m_step, outer_iterations
+    from emsiam.setup import setup
+
+    over = ["data.n_train=128", "data.n_test=32", "model.convnet_widths=[8]", "model.proj_hidden=16", "model.dim=16",
+            "optim.batch_size=32", "optim.epochs=2", "progress=false", "method.variant=ema", "method.ema_m=0.5",
+            f"method.ema_view={view}", f"amp={amp}", f"out_dir={tmp_path}"]
+    new, old = setup(_cfg(*over, "name=new")), setup(_cfg(*over, "name=old"))
+    old.model.load_state_dict(new.model.state_dict())
+    old.variant.loss = types.MethodType(_old_ema_loss, old.variant)
+    old.variant.update_targets = lambda idx, step: None
+    for s in (new, old):
+        s.variant.start(s.train.images, 32)
+    for step, (idx,) in enumerate(outer_iterations(new.batches.indices(0), 32, 1) * 2):  # every row twice
+        x = new.train.images.index_select(0, idx)
+        losses = []
+        for s in (new, old):
+            losses.append(m_step(s, idx, x, step))
+            s.variant.update_targets(idx, step)
+        assert torch.equal(*losses), step
+    rows = torch.arange(128)
+    assert torch.equal(new.variant.bank.read(rows), old.variant.bank.read(rows))
+    assert torch.equal(new.variant.bank.versions(rows), old.variant.bank.versions(rows))
+    assert new.variant._updates_local.tolist() == old.variant._updates_local.tolist() == [2] * 128
+    for key, v in new.model.state_dict().items():
+        assert torch.equal(v, old.model.state_dict()[key]), key

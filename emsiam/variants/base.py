@@ -36,6 +36,7 @@ class Variant:
     bank_views = 0  # targets per image in its bank (0: no bank)
     config_keys: tuple[str, ...] = ()  # the method.* keys it reads beyond COMMON_KEYS
     about = "takes one step per target"  # for messages: "method.k=10 is not read by ... (it <about>)"
+    bank: TargetBank | None = None  # the variant's target bank, if it keeps one
 
     def __init__(self, cfg: Config, model: SimSiam, spec: AugmentSpec, memory_format: torch.memory_format):
         self.cfg, self.model, self.spec, self.fmt = cfg, model, spec, memory_format
@@ -85,6 +86,10 @@ class Variant:
     def after_step(self) -> None:
         """Called after every optimizer step: F̂ and closed-form predictors (predictors.step_hook)."""
         step_hook(self.model)
+
+    def update_targets(self, idx: torch.Tensor, step: int) -> None:
+        """Called by the loop right after every M-step: the moving-average update of the targets
+        (ema: the bank rows of batch ``idx``; momentum: the target encoder). Nothing by default."""
 
     def end_epoch(self) -> None:
         """Called after the last step of every epoch."""

@@ -15,7 +15,7 @@ class EMA(Variant):
     """Moving-average η (Sec. 5): a persistent bank over all images.
 
     Each step follows θ_t = argmin L(θ, η_{t−1}): the loss ½D(h(z1), η) + ½D(h(z2), η) uses the
-    bank's η from *before* this step, then η ← m·η + (1−m)·sg(u). u is F_θ of this step's views:
+    bank's η from *before* this step, then (:meth:`update_targets`, after the step) η ← m·η + (1−m)·sg(u). u is F_θ of this step's views:
     their mean (``ema_view=mean``, default), the second view (``other``) or a third view
     (``extra``, the paper's literal T'). No loss term's target contains its own view's output.
     With m = 0, η is the image's F from its previous visit: "no predictor, a one-epoch-stale
@@ -32,6 +32,7 @@ class EMA(Variant):
         # per-row count of EMA updates: all ranks' up to the last sync, and this process's since then
         self._updates: torch.Tensor | None = None
         self._updates_local: torch.Tensor | None = None
+        self._u: torch.Tensor | None = None  # (B, d) F_θ of this step's views, detached, for update_targets
 
     def _counts(self, n: int) -> None:
         if self._updates is None:
@@ -75,11 +76,16 @@ class EMA(Variant):
             u = F.normalize(z2.detach().float(), dim=1)
         elif m.ema_view == "mean":
             u = 0.5 * (F.normalize(z1.detach().float(), dim=1) + F.normalize(z2.detach().float(), dim=1))
-        loss = self.pair_loss(p1.float(), p2.float(), eta, eta)
-        self.bank.ema_update(idx, u.unsqueeze(1), m.ema_m, version=step)
+        self._u = u  # detached: the update waits for update_targets, after the step
+        return self.pair_loss(p1.float(), p2.float(), eta, eta)
+
+    def update_targets(self, idx, step):
+        """η ← m·η + (1−m)·u for the rows of batch ``idx``, u saved by :meth:`loss` from this step's
+        forward (its η was read before: the step used η_{t−1})."""
+        u, self._u = self._u, None
+        self.bank.ema_update(idx, u.unsqueeze(1), self.cfg.method.ema_m, version=step)
         if self._updates_local is not None:
             self._updates_local.index_add_(0, idx, torch.ones_like(idx, dtype=torch.int32))
-        return loss
 
     def _sync_updates(self) -> torch.Tensor:
         """All ranks' update counts per row (a collective: every rank calls it at the same point)."""

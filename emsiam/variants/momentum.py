@@ -30,8 +30,8 @@ class Momentum(Variant):
         return self.pair_loss(p1.float(), p2.float(), eta1, eta2)
 
     @torch.no_grad()
-    def after_step(self):
-        super().after_step()
+    def update_targets(self, idx, step):
+        """ξ ← τξ + (1−τ)θ (parameters), ξ's buffers ← θ's, after the step (and its after_step)."""
         tau = self.cfg.method.momentum_tau
         for xi, theta in zip(self.target_encoder.parameters(), self.model.encoder.parameters()):
             xi.lerp_(theta, 1 - tau)
