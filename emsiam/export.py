@@ -1,37 +1,6 @@
-"""Export a trained backbone as a plain ``state_dict`` for use outside emsiam.
-
-``emsiam export RUN [--out FILE]`` writes two files:
-
-* ``FILE`` (default ``RUN/export/backbone.pt``): the backbone's weights and BN
-  buffers, CPU, contiguous, in torchvision's key names for the ResNets
-  (``conv1.weight``, ``layer1.0.bn1.running_mean``, ...). No ``fc``: the
-  classifier is dropped, so load it into a network whose ``fc`` is
-  ``nn.Identity()`` (or load with ``strict=False`` and keep a fresh ``fc``).
-* ``FILE`` with suffix ``.json``: the build recipe (backbone, stem, feature
-  dimension, convnet widths), where the weights came from (checkpoint, epoch,
-  step, code version) and the Python lines that load them.
-
-Loading, per backbone (``strict=True`` in every case)::
-
-    # resnet18 / resnet50: the torchvision model as is, fc dropped
-    net = torchvision.models.resnet18(); net.fc = torch.nn.Identity()
-    net.load_state_dict(torch.load(FILE, weights_only=True))
-
-    # resnet18_cifar: same keys; the stem is a 3x3 stride-1 conv (padding 1, no bias)
-    # and there is no max-pool (SimSiam's CIFAR recipe)
-    net = torchvision.models.resnet18(); net.fc = torch.nn.Identity()
-    net.conv1 = torch.nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-    net.maxpool = torch.nn.Identity()
-    net.load_state_dict(torch.load(FILE, weights_only=True))
-
-    # convnet: emsiam's small CPU net; rebuild it from the recipe
-    net = emsiam.export.build_backbone_from_recipe(json.load(open(FILE.json)))
-    net.load_state_dict(torch.load(FILE, weights_only=True))
-
-The convnet in plain torch, for code without emsiam: for each width w_i,
-``Conv2d(c, w_i, 3, padding=1, bias=False), BatchNorm2d(w_i), ReLU`` and a
-``MaxPool2d(2)`` after every block but the last, in one ``nn.Sequential`` named
-``features``; the output is the global average over H and W.
+"""Export a trained backbone as a plain ``state_dict`` (CPU; torchvision's key names for the
+ResNets, without ``fc``) and a ``.json`` build recipe beside it, for use outside emsiam
+(``emsiam export RUN``). How to load each backbone, and the convnet in plain torch: docs/export.md.
 """
 
 from __future__ import annotations
