@@ -315,3 +315,12 @@ def test_kstep_sweep_with_the_submitit_local_launcher(tmp_path):
     assert any((out / "kstep_sweep" / ".submitit").iterdir())
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0 and "0 to run, 2 already done" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_key_the_variant_does_not_read_is_refused_at_planning(tmp_path):
+    study = Study(name="mini", doc="", runs={"k on simsiam": ["method.variant=simsiam", "method.k=10"],
+                                            "k on kstep": ["method.variant=kstep", "method.k=10"]})
+    bad, good = expand(study, preset="demo", out=tmp_path, data=TINY, epochs=1)
+    assert bad.action == "invalid" and "method.k=10" in bad.reason and "method.variant=simsiam" in bad.reason
+    assert good.action != "invalid"
+    assert not any(tmp_path.iterdir())  # nothing written before a run starts

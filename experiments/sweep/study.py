@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from emsiam.config import ConfigError, load_config
+from emsiam.variants import check_config
 from emsiam.runs import CKPT, lock_holder, read_metrics, read_status
 
 
@@ -96,7 +97,9 @@ def expand(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] = 1,
                 e = epochs if epochs is not None else load_config(preset, base).optim.epochs
                 if epochs is not None or factor != 1:
                     spec.overrides = base + [f"optim.epochs={e * factor}"] + ident
-                spec.epochs = load_config(preset, spec.overrides).optim.epochs  # validates, no compute
+                cfg = load_config(preset, spec.overrides)  # validates, no compute
+                check_config(cfg)  # keys the chosen variant does not read (method.k with simsiam ...)
+                spec.epochs = cfg.optim.epochs
             except ConfigError as err:
                 spec.action, spec.reason = "invalid", f"config error: {err}"
             specs.append(plan(spec))
