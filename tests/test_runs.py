@@ -1,12 +1,18 @@
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from emsiam.config import load_config
-from emsiam.runs import RunError, code_versions, load_checkpoint, read_metrics
+from emsiam.runs import LOCK, RunError, code_versions, load_checkpoint, read_metrics
 from emsiam.train import train
+from tests.conftest import TINY
+
+#: The tests that share ``finished_run`` run in one pytest-xdist worker (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_runs")
 
 TIMING_KEYS = ("time/",)
 
@@ -15,9 +21,24 @@ def _strip(records):
     return [{k: v for k, v in r.items() if not k.startswith(TIMING_KEYS)} for r in records]
 
 
-def test_run_directory_contents(tiny_overrides):
-    cfg = load_config(None, tiny_overrides + ["name=a"])
-    records = train(cfg)
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch TINY run and its records: the uninterrupted reference of the resume test.
+    Tests only read it, or copy its directory first (``_copy``)."""
+    cfg = load_config(None, TINY + [f"out_dir={tmp_path_factory.mktemp('runs')}", "name=full"])
+    return cfg, train(cfg)
+
+
+def _copy(finished_run, tiny_overrides) -> Path:
+    """The finished run's directory copied to where ``tiny_overrides + ["name=full"]`` points."""
+    cfg, _ = finished_run
+    dest = Path(load_config(None, tiny_overrides + ["name=full"]).run_dir)
+    shutil.copytree(cfg.run_dir, dest, ignore=shutil.ignore_patterns(LOCK))
+    return dest
+
+
+def test_run_directory_contents(finished_run):
+    cfg, records = finished_run
     d = cfg.run_dir
     assert yaml.safe_load((d / "config.yaml").read_text())["optim"]["epochs"] == 2
     assert (d / "git.txt").read_text().strip()
@@ -28,14 +49,14 @@ def test_run_directory_contents(tiny_overrides):
     assert "eval/knn_top1" in records[-1] and "collapse/z_std_sqrt_d" in records[-1]
 
 
-def test_resume_reproduces_uninterrupted_run(tiny_overrides):
-    full_cfg = load_config(None, tiny_overrides + ["name=full", "optim.epochs=3"])
-    full = train(full_cfg)
-    # Interrupted: the same 3-epoch schedule, stopped after epoch 2 ...
-    part_cfg = load_config(None, tiny_overrides + ["name=part", "optim.epochs=3"])
-    _train_until(part_cfg, stop_after_epoch=2)
-    # ... then resumed.
-    resumed = train(load_config(None, tiny_overrides + ["name=part", "optim.epochs=3", "resume=true"]))
+def test_resume_reproduces_uninterrupted_run(finished_run, tiny_overrides):
+    full_cfg, full = finished_run
+    # Interrupted: the same 2-epoch schedule, stopped after epoch 1 ...
+    part_cfg = load_config(None, tiny_overrides + ["name=part"])
+    _train_until(part_cfg, stop_after_epoch=1)
+    # ... then resumed: epoch 2 runs from the checkpoint, in a fresh model, optimizer and RNG state.
+    resumed = train(load_config(None, tiny_overrides + ["name=part", "resume=true"]))
+    assert [r["epoch"] for r in resumed] == [0, 1, 2]
     assert _strip(resumed) == _strip(full)
     # git.txt keeps the code version of every segment: one line for the start, one per resume.
     lines = (part_cfg.run_dir / "git.txt").read_text().splitlines()
@@ -68,22 +89,20 @@ def _train_until(cfg, stop_after_epoch):
         runs.Run.save = orig
 
 
-def test_resume_with_other_config_is_refused(tiny_overrides):
-    cfg = load_config(None, tiny_overrides + ["name=r", "optim.epochs=1"])
-    train(cfg)
-    before = (cfg.run_dir / "metrics.jsonl").read_text()
+def test_resume_with_other_config_is_refused(finished_run, tiny_overrides):
+    d = _copy(finished_run, tiny_overrides)
+    before = (d / "metrics.jsonl").read_text()
     with pytest.raises(RunError, match=r"optim.lr_per_256: 0.05 -> 0.2"):
-        train(load_config(None, tiny_overrides + ["name=r", "optim.epochs=1", "optim.lr_per_256=0.2", "resume=true"]))
-    assert (cfg.run_dir / "metrics.jsonl").read_text() == before
+        train(load_config(None, tiny_overrides + ["name=full", "optim.lr_per_256=0.2", "resume=true"]))
+    assert (d / "metrics.jsonl").read_text() == before
 
 
-def test_existing_run_is_not_overwritten(tiny_overrides):
-    cfg = load_config(None, tiny_overrides + ["name=x", "optim.epochs=1"])
-    train(cfg)
-    before = (cfg.run_dir / "checkpoints/last.pt").read_bytes()
+def test_existing_run_is_not_overwritten(finished_run, tiny_overrides):
+    d = _copy(finished_run, tiny_overrides)
+    before = (d / "checkpoints/last.pt").read_bytes()
     with pytest.raises(RunError, match="resume=true"):
-        train(cfg)
-    assert (cfg.run_dir / "checkpoints/last.pt").read_bytes() == before
+        train(load_config(None, tiny_overrides + ["name=full"]))
+    assert (d / "checkpoints/last.pt").read_bytes() == before
 
 
 def test_resume_without_checkpoint(tiny_overrides):
@@ -91,11 +110,10 @@ def test_resume_without_checkpoint(tiny_overrides):
         train(load_config(None, tiny_overrides + ["name=none", "resume=true"]))
 
 
-def test_metrics_are_json_lines(tiny_overrides):
-    cfg = load_config(None, tiny_overrides + ["name=m", "optim.epochs=1"])
-    train(cfg)
+def test_metrics_are_json_lines(finished_run):
+    cfg, _ = finished_run
     lines = (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [0, 1]
+    assert [json.loads(l)["epoch"] for l in lines] == [0, 1, 2]
     assert read_metrics(cfg.run_dir)[1]["train/loss"] < 0
 
 
