@@ -42,9 +42,11 @@ MULTI_EPOCH = {
 }
 PARAM_RTOL, PARAM_ATOL = 1e-3, 5e-4  # measured: at most 1e-4 apart after 2 epochs (float summation order)
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
-)
+pytestmark = [
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                       reason="torch.distributed with gloo is not available"),
+    pytest.mark.xdist_group("test_distributed"),  # one pytest-xdist worker runs the launch both tests share
+]
 
 
 def _overrides(out_dir: Path, extra: list[str]) -> list[str]:
@@ -58,26 +60,47 @@ def _torchrun(runs: list) -> subprocess.CompletedProcess:
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     worker = Path(__file__).with_name("distributed_worker.py")
-    # --standalone: rendezvous on a free local port chosen by torchrun (no port guessing)
+    # --standalone: rendezvous on a free local port chosen by torchrun (no port guessing), so
+    # several launches at once (pytest-xdist workers) do not collide
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
          json.dumps(runs)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=900,
     )
 
 
-def test_two_processes_match_one(tmp_path):
-    runs = {**RUNS, **MULTI_EPOCH}
-    proc = _torchrun([[name, _overrides(tmp_path / "ddp", extra)] for name, extra in runs.items()])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+#: The run that is cut after epoch 1 and resumed, to end where the uninterrupted ema_2epochs ends.
+CUT = MULTI_EPOCH["ema_2epochs"]
 
-    for name, extra in runs.items():
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """One torchrun launch (a launch costs the processes' start, ~10 s) trains every 2-process run
+    of this file into ``<root>/ddp``: RUNS and MULTI_EPOCH, then ``cut`` (CUT), killed by a
+    simulated crash right after epoch 1 (checkpointed), which ends the launch."""
+    root = tmp_path_factory.mktemp("distributed")
+    runs = [[name, _overrides(root / "ddp", extra)] for name, extra in {**RUNS, **MULTI_EPOCH}.items()]
+    proc = _torchrun(runs + [["cut", _overrides(root / "ddp", CUT), 1]])
+    return root, proc
+
+
+def _check_launch(proc: subprocess.CompletedProcess) -> None:
+    """Every run of the launch trained: the runs go one after the other and any error but the
+    simulated crash of the last one ends the worker with a traceback instead."""
+    assert proc.returncode != 0 and "simulated crash after epoch 1" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_processes_match_one(two_process_runs, tmp_path):
+    root, proc = two_process_runs
+    _check_launch(proc)
+
+    for name, extra in {**RUNS, **MULTI_EPOCH}.items():
         one = train(load_config(None, _overrides(tmp_path / "one", extra) + [f"name={name}"]))
-        two = read_metrics(tmp_path / "ddp" / name)
+        two = read_metrics(root / "ddp" / name)
         assert [r["epoch"] for r in two] == [r["epoch"] for r in one] == list(range(len(one)))
         # parameters (and BN running statistics) after training, not only the logged figures
         p1 = load_checkpoint(tmp_path / "one" / name / "checkpoints/last.pt")["model"]
-        p2 = load_checkpoint(tmp_path / "ddp" / name / "checkpoints/last.pt")["model"]
+        p2 = load_checkpoint(root / "ddp" / name / "checkpoints/last.pt")["model"]
         for key in p1:
             if isinstance(p1[key], torch.Tensor) and p1[key].is_floating_point():
                 torch.testing.assert_close(p2[key], p1[key], rtol=PARAM_RTOL, atol=PARAM_ATOL, msg=f"{name}: {key}")
@@ -87,20 +110,17 @@ def test_two_processes_match_one(tmp_path):
             assert abs(r2["eval/knn_top1"] - r1["eval/knn_top1"]) <= KNN_ATOL, (name, r1, r2)
 
 
-def test_two_process_run_resumes_from_rank0_checkpoint(tmp_path):
+def test_two_process_run_resumes_from_rank0_checkpoint(two_process_runs):
     """A 2-process ema run killed after epoch 1 and relaunched with resume=true (new
     processes; every rank loads rank 0's checkpoint: model, optimizer, EMA bank, RNG)
-    ends where the uninterrupted 2-process run ends. Measured: identical losses and kNN."""
-    base = _overrides(tmp_path, RUNS["ema"] + ["optim.epochs=2"])
-    proc = _torchrun([["full", base]])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = _torchrun([["cut", base, 1]])
-    assert proc.returncode != 0 and "simulated crash after epoch 1" in proc.stderr
-    assert [r["epoch"] for r in read_metrics(tmp_path / "cut")] == [0, 1]
-    proc = _torchrun([["cut", base + ["resume=true"]]])
+    ends where the uninterrupted 2-process run (ema_2epochs) ends. Measured: identical losses and kNN."""
+    root, proc = two_process_runs
+    _check_launch(proc)
+    assert [r["epoch"] for r in read_metrics(root / "ddp" / "cut")] == [0, 1]
+    proc = _torchrun([["cut", _overrides(root / "ddp", CUT) + ["resume=true"]]])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    full, cut = read_metrics(root / "ddp" / "ema_2epochs"), read_metrics(root / "ddp" / "cut")
     assert [r["epoch"] for r in cut] == [r["epoch"] for r in full] == [0, 1, 2]
     for key in ("train/loss", "eval/knn_top1", "collapse/z_std"):
         a, b = full[-1][key], cut[-1][key]
