@@ -27,7 +27,12 @@ from emsiam.targets import target_mode
 SMALL = [
     "data.n_train=640", "data.n_test=64", "model.convnet_widths=[8,16]", "model.proj_hidden=32",
     "model.dim=32", "optim.batch_size=32", "optim.epochs=1", "progress=false", "eval.linear=false",
+    "method.probe_images=32", "method.probe_views=4",  # the evaluation's probes (default 256 x 8: slower than an epoch)
 ]
+
+
+#: Half the training set: 10 steps per epoch, for tests that train several runs over several epochs.
+HALF = ["data.n_train=320"]
 
 
 def _setup(tmp_path, *extra, name="r"):
@@ -120,7 +125,7 @@ def test_ema_m0_has_no_constant_self_term(tmp_path):
 def test_ema_logs_init_weight_and_keeps_it_across_resume(tmp_path):
     """``bank/init_weight`` = mean m^n over rows: 1 at init, m^E after E epochs (every image is
     visited once per epoch when the batch divides the set), restored from the checkpoint."""
-    common = SMALL + [f"out_dir={tmp_path}", "method.variant=ema", "method.ema_m=0.5", "optim.epochs=2"]
+    common = SMALL + HALF + [f"out_dir={tmp_path}", "method.variant=ema", "method.ema_m=0.5", "optim.epochs=2"]
     recs = train(load_config(None, common + ["name=full"]))
     assert [r["bank/init_weight"] for r in recs] == [1.0, 0.5, 0.25]
     from tests.test_runs import _train_until
@@ -128,7 +133,7 @@ def test_ema_logs_init_weight_and_keeps_it_across_resume(tmp_path):
     _train_until(load_config(None, common + ["name=part"]), stop_after_epoch=1)
     resumed = train(load_config(None, common + ["name=part", "resume=true"]))
     assert resumed[-1]["bank/init_weight"] == 0.25
-    assert load_checkpoint(tmp_path / "part/checkpoints/last.pt")["variant"]["updates"].tolist() == [2] * 640
+    assert load_checkpoint(tmp_path / "part/checkpoints/last.pt")["variant"]["updates"].tolist() == [2] * 320
 
 
 # ---- staleness, precision, expectation gap ----------------------------------------------------
@@ -137,13 +142,13 @@ def test_ema_logs_init_weight_and_keeps_it_across_resume(tmp_path):
 def test_staleness_is_probed_before_the_step(tmp_path):
     """With k = 1 the target is used by the step right after it was computed: cos = 1, age 0.
     (Probing after the optimizer step gave 0.996.)"""
-    recs = train(load_config(None, SMALL + [f"out_dir={tmp_path}", "name=k1", "method.variant=kstep",
+    recs = train(load_config(None, SMALL + HALF + [f"out_dir={tmp_path}", "name=k1", "method.variant=kstep",
                                             "method.k=1", "method.diag_every=1"]))
     assert recs[-1]["bank/staleness_cos"] == pytest.approx(1.0, abs=1e-6)
     assert recs[-1]["bank/age_steps"] == 0
-    recs = train(load_config(None, SMALL + [f"out_dir={tmp_path}", "name=k5", "method.variant=kstep",
+    recs = train(load_config(None, SMALL + HALF + [f"out_dir={tmp_path}", "name=k5", "method.variant=kstep",
                                             "method.k=5", "method.diag_every=1"]))
-    assert recs[-1]["bank/age_steps"] == pytest.approx(2.0)  # ages 0..4 within each group of 5
+    assert recs[-1]["bank/age_steps"] == pytest.approx(2.0)  # ages 0..4 within each of the 2 groups of 5
     assert recs[-1]["bank/staleness_cos"] < 1.0 - 1e-4
 
 
@@ -255,7 +260,7 @@ def test_momentum_encoder_update_and_resume(tmp_path):
         torch.testing.assert_close(xi, 0.9 * x0 + 0.1 * th, rtol=1e-5, atol=1e-7)
     assert not all(torch.equal(a, b) for a, b in zip(s.variant.target_encoder.parameters(), xi0))
     # resume restores ξ exactly
-    common = SMALL + [f"out_dir={tmp_path}", "method.variant=momentum", "optim.epochs=2"]
+    common = SMALL + HALF + [f"out_dir={tmp_path}", "method.variant=momentum", "optim.epochs=2"]
     full = train(load_config(None, common + ["name=full"]))
     from tests.test_runs import _train_until
 
@@ -350,11 +355,11 @@ def test_k_spanning_epochs_caches_targets_of_theta_t_for_every_epoch(tmp_path):
     epochs' worth of steps old, and a checkpoint inside the outer iteration resumes exactly."""
     from emsiam.variants import steps_per_outer
 
-    common = SMALL + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=3",
-                      "method.diag_every=1"]
-    s = _setup(tmp_path, "method.variant=kstep", "method.k=2epochs", "optim.epochs=3", name="probe")
+    common = SMALL + HALF + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=3",
+                             "method.diag_every=1"]
+    s = _setup(tmp_path, *HALF, "method.variant=kstep", "method.k=2epochs", "optim.epochs=3", name="probe")
     spe = len(s.batches)
-    assert steps_per_outer(s.cfg, spe) == 2 * spe and s.variant.bank.n_rows == 2 * 640
+    assert steps_per_outer(s.cfg, spe) == 2 * spe and s.variant.bank.n_rows == 2 * 320
     recs = train(load_config(None, common + ["name=full"]))
     # epoch 1: ages 0..spe-1; epoch 2: spe..2spe-1; epoch 3 starts a new outer iteration
     ages = [r["bank/age_steps"] for r in recs[1:]]
@@ -382,8 +387,8 @@ def test_k_spanning_epochs_resumes_with_a_disk_bank(tmp_path):
     file bank resumes inside the outer iteration exactly like the device bank."""
     from tests.test_runs import _train_until
 
-    common = SMALL + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=2",
-                      "method.bank=disk"]
+    common = SMALL + HALF + [f"out_dir={tmp_path}", "method.variant=kstep", "method.k=2epochs", "optim.epochs=2",
+                             "method.bank=disk"]
     full = train(load_config(None, common + ["name=full"]))
     _train_until(load_config(None, common + ["name=part"]), stop_after_epoch=1)
     resumed = train(load_config(None, common + ["name=part", "resume=true"]))
