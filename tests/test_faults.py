@@ -432,26 +432,32 @@ def test_sweep_runner_killed_leaves_no_orphan(tmp_path):
 
 
 @pytest.mark.faults
-def test_sweep_rerun_after_kill_has_no_duplicate_rows(tmp_path):
+def test_sweep_rerun_after_kill_has_no_duplicate_rows(tmp_path, capsys):
     """kill -9 of the runner after a checkpoint, then the same command again: the run resumes
     and the table has one row per (run, epoch)."""
+    from experiments.sweep import Study, study_main
+
+    epochs = 6  # the kill comes after epoch 2: four epochs of margin before the run would end
     script = tmp_path / "runner.py"
     script.write_text(RUNNER.replace('"eval.eval_every=1000"', '"eval.eval_every=1"'))
     out = tmp_path / "sweep"
     run_dir = out / "faults" / "long_s0"
-    runner = subprocess.Popen([sys.executable, str(script), str(out), "12"], cwd=ROOT, env=_env(),
+    runner = subprocess.Popen([sys.executable, str(script), str(out), str(epochs)], cwd=ROOT, env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: len(read_metrics(run_dir)) >= 3, 240, "two epochs")
     child = _lock_pid(run_dir)
     runner.kill()
     runner.wait()
     _wait_for(lambda: _gone(child), 30, "the child to die")
-    r = subprocess.run([sys.executable, str(script), str(out), "12"], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(read_metrics(run_dir)) < epochs + 1  # killed before the end: the rerun has to resume
+    # the same command again (RUNNER's study and arguments), here in this process
+    study = Study("faults", "", {"long": [], "next": []})
+    rc = study_main(study, ["--preset", "demo", "--out", str(out), "--epochs", str(epochs), "--data", *TINY,
+                            "--set", "eval.linear=false", "eval.eval_every=1"])
+    assert rc == 0, capsys.readouterr()
     df = pd.read_csv(out / "faults" / "results.csv")
     long = df[df.run == "faults/long_s0"]
-    assert not long.duplicated(["run", "epoch"]).any() and list(long.epoch) == list(range(13))
+    assert not long.duplicated(["run", "epoch"]).any() and list(long.epoch) == list(range(epochs + 1))
     assert read_status(run_dir)["status"] == "done" and read_status(run_dir)["resumed"] is True
 
 
