@@ -13,11 +13,16 @@ def test_bf16_autocast_channels_last_path_trains_on_cpu(tiny_overrides):
     assert math.isfinite(recs[-1]["eval/knn_top1"])
 
 
-def test_compile_switch_matches_eager_and_keeps_checkpoint_keys(tiny_overrides, tmp_path):
+def test_compile_switch_matches_eager_and_keeps_checkpoint_keys(tiny_overrides, tmp_path, monkeypatch):
     """``compile=true`` (torch.compile of the training forward, in place) trains the same
     model as eager mode: same losses to float tolerance, same state_dict keys, so
     checkpoints load either way. CPU inductor needs a C++ compiler (present in CI)."""
     import torch
+    import torch._inductor.config
+
+    # the generated kernels are compiled one after the other in this process: a pool of compile
+    # workers (each a new Python importing torch) costs more than it saves on a few cores
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)
 
     base = tiny_overrides + ["optim.epochs=1", "eval.linear=false", "method.variant=kstep", "method.k=2"]
     from torch._dynamo.utils import counters
