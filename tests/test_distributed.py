@@ -9,8 +9,10 @@ difference of the epoch's training loss 1.1e-5 (simsiam), 2.0e-5 (kstep k=2),
 relative on the loss, 1.0 kNN point (one of 128 test images flipping) on kNN.
 """
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from emsiam.config import ConfigError, load_config
-from emsiam.runs import load_checkpoint, read_metrics
+from emsiam.runs import LOCK, load_checkpoint, read_metrics
 from emsiam.setup import setup
 from emsiam.train import train
 
@@ -42,11 +44,9 @@ MULTI_EPOCH = {
 }
 PARAM_RTOL, PARAM_ATOL = 1e-3, 5e-4  # measured: at most 1e-4 apart after 2 epochs (float summation order)
 
-pytestmark = [
-    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                       reason="torch.distributed with gloo is not available"),
-    pytest.mark.xdist_group("test_distributed"),  # one pytest-xdist worker runs the launch both tests share
-]
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
+)
 
 
 def _overrides(out_dir: Path, extra: list[str]) -> list[str]:
@@ -75,13 +75,24 @@ CUT = MULTI_EPOCH["ema_2epochs"]
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-    """One torchrun launch (a launch costs the processes' start, ~10 s) trains every 2-process run
-    of this file into ``<root>/ddp``: RUNS and MULTI_EPOCH, then ``cut`` (CUT), killed by a
-    simulated crash right after epoch 1 (checkpointed), which ends the launch."""
-    root = tmp_path_factory.mktemp("distributed")
-    runs = [[name, _overrides(root / "ddp", extra)] for name, extra in {**RUNS, **MULTI_EPOCH}.items()]
-    proc = _torchrun(runs + [["cut", _overrides(root / "ddp", CUT), 1]])
-    return root, proc
+    """One torchrun launch per test session (a launch costs three Python starts that import torch)
+    trains every 2-process run of this file into ``<root>/ddp``: RUNS and MULTI_EPOCH, then ``cut``
+    (CUT), stopped by a simulated crash right after epoch 1 (checkpointed), which ends the launch.
+    Under pytest-xdist the workers share it: the first to ask launches, holding a file lock; a
+    worker that asks meanwhile waits and reads the result. Tests only read ``<root>``."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this session's directory, above the workers' own
+    root = base / "two-process-runs"
+    result = root / "launch.json"
+    with open(base / "two-process-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            runs = [[name, _overrides(root / "ddp", extra)] for name, extra in {**RUNS, **MULTI_EPOCH}.items()]
+            proc = _torchrun(runs + [["cut", _overrides(root / "ddp", CUT), 1]])
+            root.mkdir(exist_ok=True)
+            result.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}))
+    return root, subprocess.CompletedProcess([], **json.loads(result.read_text()))
 
 
 def _check_launch(proc: subprocess.CompletedProcess) -> None:
@@ -110,17 +121,18 @@ def test_two_processes_match_one(two_process_runs, tmp_path):
             assert abs(r2["eval/knn_top1"] - r1["eval/knn_top1"]) <= KNN_ATOL, (name, r1, r2)
 
 
-def test_two_process_run_resumes_from_rank0_checkpoint(two_process_runs):
+def test_two_process_run_resumes_from_rank0_checkpoint(two_process_runs, tmp_path):
     """A 2-process ema run killed after epoch 1 and relaunched with resume=true (new
     processes; every rank loads rank 0's checkpoint: model, optimizer, EMA bank, RNG)
     ends where the uninterrupted 2-process run (ema_2epochs) ends. Measured: identical losses and kNN."""
     root, proc = two_process_runs
     _check_launch(proc)
     assert [r["epoch"] for r in read_metrics(root / "ddp" / "cut")] == [0, 1]
-    proc = _torchrun([["cut", _overrides(root / "ddp", CUT) + ["resume=true"]]])
+    shutil.copytree(root / "ddp" / "cut", tmp_path / "cut", ignore=shutil.ignore_patterns(LOCK))  # shared: resume a copy
+    proc = _torchrun([["cut", _overrides(tmp_path, CUT) + ["resume=true"]]])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    full, cut = read_metrics(root / "ddp" / "ema_2epochs"), read_metrics(root / "ddp" / "cut")
+    full, cut = read_metrics(root / "ddp" / "ema_2epochs"), read_metrics(tmp_path / "cut")
     assert [r["epoch"] for r in cut] == [r["epoch"] for r in full] == [0, 1, 2]
     for key in ("train/loss", "eval/knn_top1", "collapse/z_std"):
         a, b = full[-1][key], cut[-1][key]

@@ -11,9 +11,6 @@ from emsiam.runs import LOCK, RunError, code_versions, load_checkpoint, read_met
 from emsiam.train import train
 from tests.conftest import TINY
 
-#: The tests that share ``finished_run`` run in one pytest-xdist worker (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_runs")
-
 TIMING_KEYS = ("time/",)
 
 
@@ -24,7 +21,8 @@ def _strip(records):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A finished 2-epoch TINY run and its records: the uninterrupted reference of the resume test.
-    Tests only read it, or copy its directory first (``_copy``)."""
+    Tests only read it, or copy its directory first (``_copy``). (Under pytest-xdist each worker
+    that runs one of these tests trains it once: a second or two.)"""
     cfg = load_config(None, TINY + [f"out_dir={tmp_path_factory.mktemp('runs')}", "name=full"])
     return cfg, train(cfg)
 
