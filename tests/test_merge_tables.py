@@ -39,6 +39,14 @@ def test_only_named_labels_are_replaced(old):
     assert "bank/init_weight" in merged.columns  # new metrics join as columns
 
 
+def test_seeds_option_keeps_only_those_seeds(old):
+    one_seed = old[old["run"].str.endswith("_s0")]
+    new = pd.DataFrame(rows("x", "ema_m0.8", [0, 1], 45.0))
+    merged = replace_labels(one_seed, new, ["ema_m0.8"], seeds=[0])
+    assert sorted(set(merged["run"])) == ["ema_vs_predictor/ema_m0.8_s0", "ema_vs_predictor/simsiam_s0"]
+    assert merged["eval/knn_top1"].max() == 45.0
+
+
 def test_refuses_missing_or_unfinished_reruns(old):
     with pytest.raises(ValueError, match="no rows for"):
         replace_labels(old, pd.DataFrame(rows("x", "ema_m0.8", [0], 45.0)), ["ema_m0.8", "ema_m0.9"])
