@@ -143,11 +143,11 @@ def test_staleness_is_probed_before_the_step(tmp_path):
     """With k = 1 the target is used by the step right after it was computed: cos = 1, age 0.
     (Probing after the optimizer step gave 0.996.)"""
     recs = train(load_config(None, SMALL + HALF + [f"out_dir={tmp_path}", "name=k1", "method.variant=kstep",
-                                            "method.k=1", "method.diag_every=1"]))
+                                                   "method.k=1", "method.diag_every=1"]))
     assert recs[-1]["bank/staleness_cos"] == pytest.approx(1.0, abs=1e-6)
     assert recs[-1]["bank/age_steps"] == 0
     recs = train(load_config(None, SMALL + HALF + [f"out_dir={tmp_path}", "name=k5", "method.variant=kstep",
-                                            "method.k=5", "method.diag_every=1"]))
+                                                   "method.k=5", "method.diag_every=1"]))
     assert recs[-1]["bank/age_steps"] == pytest.approx(2.0)  # ages 0..4 within each of the 2 groups of 5
     assert recs[-1]["bank/staleness_cos"] < 1.0 - 1e-4
 
