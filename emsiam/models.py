@@ -8,7 +8,6 @@ h is the predictor. The loss normalises, so F_θ's l2 normalisation lives in
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from .config import ModelConfig
@@ -36,6 +35,8 @@ class ConvNet(nn.Module):
 
 
 def _torchvision_resnet(name: str, cifar_stem: bool) -> tuple[nn.Module, int]:
+    import torchvision  # here, not at the top: it pulls in torch._dynamo (~3 s at every start)
+
     net = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
     if cifar_stem:  # 3x3 stride-1 stem, no max-pool (SimSiam appendix, CIFAR)
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
