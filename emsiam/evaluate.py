@@ -53,15 +53,8 @@ def extract(model: SimSiam, data: ImageSet, spec: AugmentSpec, batch_size: int =
     return Features(torch.cat(hs), torch.cat(zs))
 
 
-def knn_predict(
-    bank: torch.Tensor,
-    bank_labels: torch.Tensor,
-    queries: torch.Tensor,
-    n_classes: int,
-    k: int = 200,
-    t: float = 0.1,
-    chunk: int = 1024,
-) -> torch.Tensor:
+def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, n_classes: int,
+                k: int = 200, t: float = 0.1, chunk: int = 1024) -> torch.Tensor:
     """Weighted kNN labels for ``queries`` (InstDisc vote on cosine similarity).
 
     Each of the k nearest bank entries votes for its label with weight exp(sim/t).
