@@ -125,3 +125,26 @@ def test_resume_without_a_name_says_to_pass_it(tmp_path):
     with contextlib.redirect_stderr(err):
         assert main(["train", "resume=true", f"out_dir={tmp_path}"]) == 4
     assert "pass the run's name=" in err.getvalue()
+
+
+def test_resume_accepts_another_spelling_of_the_same_absolute_path(finished_run, tiny_overrides, tmp_path,
+                                                                  monkeypatch):
+    from emsiam.runs.rundir import same_paths
+
+    data = tmp_path / "shared" / "data.npz"
+    data.parent.mkdir()
+    monkeypatch.chdir(tmp_path / "shared")
+    saved = {"data": {"root": str(data)}}
+    assert same_paths(saved, {"data": {"root": "../shared/data.npz"}}) == {"data.root"}
+    assert same_paths(saved, {"data": {"root": "other.npz"}}) == set()  # another file
+    assert same_paths({"data": {"root": "data.npz"}}, {"data": {"root": str(data)}}) == set()  # saved relative
+    # A whole resume: the saved config names the root absolutely, the resume spells it relatively.
+    d = _copy(finished_run, tiny_overrides)
+    cfg_file = d / "config.yaml"
+    saved_cfg = yaml.safe_load(cfg_file.read_text())
+    saved_cfg["data"]["root"] = str(data)
+    cfg_file.write_text(yaml.safe_dump(saved_cfg))
+    records = train(load_config(None, tiny_overrides + ["name=full", "data.root=../shared/data.npz", "resume=true"]))
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    with pytest.raises(RunError, match=r"data.root: .* -> 'elsewhere.npz'"):
+        train(load_config(None, tiny_overrides + ["name=full", "data.root=elsewhere.npz", "resume=true"]))

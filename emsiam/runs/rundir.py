@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from .. import distributed, loggers
-from ..config import Config, ConfigError, diff, from_dict, to_dict
+from ..config import RESUME_FREE_KEYS, Config, ConfigError, diff, flatten, from_dict, to_dict
 from .checkpoint import CKPT, check_checkpoint_file, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .errors import CheckpointError, RunError
 from .files import atomic_write_text, git_sha, named
@@ -98,7 +98,8 @@ class Run:
                 raise RunError(f"resume=true but {self.dir} holds no run (no config.yaml, no checkpoint at "
                                f"{self.ckpt_path}); drop resume=true to start anew{hint}")
             old = self._saved_config()
-            changed = diff(old, to_dict(cfg))
+            new = to_dict(cfg)
+            changed = diff(old, new, ignore=RESUME_FREE_KEYS | same_paths(old, new))
             if changed:
                 raise RunError(
                     f"refusing to resume {self.dir}: the config differs from the saved one:\n  "
@@ -204,3 +205,16 @@ def _yaml_where(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+#: Config keys that name a file or folder: on resume, another spelling of the same absolute path
+#: (``../shared/x`` for a saved ``/work/shared/x``) is the same setting.
+PATH_KEYS = ("data.root", "data.cache_dir", "method.bank_path")
+
+
+def same_paths(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """Path keys whose saved value is absolute and names the same file as the new value resolved
+    from the current folder (a saved relative path never matches: its folder is unknown)."""
+    fo, fn = flatten(old), flatten(new)
+    return {k for k in PATH_KEYS
+            if isinstance(fo.get(k), str) and isinstance(fn.get(k), str) and os.path.isabs(fo[k])
+            and os.path.realpath(fo[k]) == os.path.realpath(fn[k])}
