@@ -19,20 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from analysis.results import collect, read_table
-
-_SEED = re.compile(r"_s\d+$")
-
-
-def label_of(run: str) -> str:
-    """``ema_vs_predictor/ema_m0.8_s1`` -> ``ema_m0.8``."""
-    return _SEED.sub("", str(run).split("/")[-1])
+from analysis.results import SEED_SUFFIX, collect, read_table
+from analysis.results import run_label as label_of
 
 
 def load(newer: str | Path) -> pd.DataFrame:
@@ -47,7 +40,7 @@ def load(newer: str | Path) -> pd.DataFrame:
 
 def seed_of(run: str) -> int | None:
     """``ema_m0.8_s1`` -> 1 (None without a seed suffix)."""
-    m = _SEED.search(str(run))
+    m = SEED_SUFFIX.search(str(run))
     return int(m.group()[2:]) if m else None
 
 

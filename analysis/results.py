@@ -34,6 +34,15 @@ import yaml
 from emsiam.config import flatten
 from emsiam.runs import read_run, run_dirs
 
+#: A run name ends in its seed (``k10_s0``); without it, the name is the configuration's label.
+SEED_SUFFIX = re.compile(r"_s\d+$")
+
+
+def run_label(run: str) -> str:
+    """``kstep_sweep/k10_s1`` -> ``k10``: the configuration a run belongs to."""
+    return SEED_SUFFIX.sub("", str(run).split("/")[-1])
+
+
 #: Columns every table has, in this order, before metrics and config fields.
 ID_COLUMNS = ("run", "study", "status", "epoch", "step")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from analysis import stats  # noqa: E402
-from analysis.results import flat_config  # noqa: E402
+from analysis.results import flat_config, run_label  # noqa: E402
 from emsiam.runs import read_run, run_dirs  # noqa: E402
 
 KNN, LINEAR, LOSS = "eval/knn_top1", "eval/linear_top1", "train/loss"
@@ -122,7 +121,7 @@ class Group:
 
 
 def label_of(run_dir: Path) -> str:
-    return re.sub(r"_s\d+$", "", run_dir.name)
+    return run_label(run_dir.name)
 
 
 def load_runs(root: str | Path) -> list[RunData]:
