@@ -22,7 +22,7 @@ from emsiam.banks import BankError
 from emsiam.cli import main
 from emsiam.config import load_config
 from emsiam.data import DataError
-from emsiam.runs import (LOCK, CheckpointError, Run, RunError, RunLocked, load_checkpoint, read_metrics,
+from emsiam.runs import (LOCK, CheckpointError, Run, RunError, RunLocked, load_checkpoint, lock_holder, read_metrics,
                          read_status, release_lock, rng_state, set_rng_state)
 from emsiam.train import train
 from tests.conftest import TINY
@@ -445,10 +445,12 @@ def test_sweep_rerun_after_kill_has_no_duplicate_rows(tmp_path, capsys):
     runner = subprocess.Popen([sys.executable, str(script), str(out), str(epochs)], cwd=ROOT, env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: len(read_metrics(run_dir)) >= 3, 240, "two epochs")
+    _wait_for(lambda: _lock_pid(run_dir) not in (None, runner.pid), 30, "the child's lock record")
     child = _lock_pid(run_dir)
     runner.kill()
     runner.wait()
-    _wait_for(lambda: _gone(child), 30, "the child to die")
+    # the rerun must find the run free: its child dead and the kernel's lock on run.lock gone with it
+    _wait_for(lambda: _gone(child) and lock_holder(run_dir) is None, 30, f"the child {child} to die and free its lock")
     assert len(read_metrics(run_dir)) < epochs + 1  # killed before the end: the rerun has to resume
     # the same command again (RUNNER's study and arguments), here in this process
     study = Study("faults", "", {"long": [], "next": []})
