@@ -1,5 +1,8 @@
-"""Shared test settings: the TINY run overrides, and one thread per worker under pytest-xdist."""
+"""Shared test settings: the TINY run overrides, one thread per worker under pytest-xdist, and
+the synthetic data rendered once per test process."""
 
+import dataclasses
+import functools
 import os
 
 import pytest
@@ -34,3 +37,23 @@ TINY = [
 def tiny_overrides(tmp_path):
     """Overrides for a seconds-long CPU run under tmp_path."""
     return TINY + [f"out_dir={tmp_path / 'runs'}"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _render_synthetic_once():
+    """Hundreds of tests train on the same few synthetic sets, and rendering one took about a
+    quarter of a TINY run. ``make_synthetic`` is a pure function of its arguments
+    (``tests/test_data_synthetic.py`` checks it, unpatched), so runs in a test process share one
+    rendering; each gets its own copy of the tensors. Processes that tests start render their own."""
+    from emsiam.data import sources, synthetic
+
+    render = functools.lru_cache(maxsize=16)(synthetic.make_synthetic)
+
+    def cached(n, **kw):
+        s = render(n, **kw)
+        return dataclasses.replace(s, images=s.images.clone(), labels=s.labels.clone())
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sources, "make_synthetic", cached)
+    yield
+    mp.undo()
