@@ -115,3 +115,35 @@ def test_k_in_steps_for_the_log_axis(tmp_path):
     steps = {g.label: figures.k_steps(g) for g in figures.group_runs(figures.load_runs(root))}
     assert steps == {"simsiam": 1, "k5": 5, "k100": 10, "kepoch": 10, "k2epochs": 20}
     assert figures.accuracy_vs_k(root, tmp_path / "fig" / "acc")[0].exists()
+
+
+def test_k_in_steps_from_evaluation_records_only(tmp_path):
+    """A report rebuilt from tidy tables has only the evaluated epochs (here 0, 2 and 3, no epoch 1):
+    k = epoch is still placed at its steps per epoch, on both k-sweep figures."""
+    root = tmp_path / "runs"
+    for label, over in [("k5", ["method.variant=kstep", "method.k=5"]),
+                        ("kepoch", ["method.variant=kstep", "method.k=epoch"])]:
+        recs = [r for r in fake_records(40, 0.9, kstep=True) if r["epoch"] != 1]
+        write_run(root, f"{label}_s0", over, recs)
+    groups = figures.group_runs(figures.load_runs(root))
+    assert {g.label: figures.k_steps(g) for g in groups} == {"k5": 5, "kepoch": 10}
+    _, ks = figures.ksweep._k_points(groups, figures.STALENESS)
+    assert list(ks) == [5, 10]  # k = epoch is on the staleness axis too
+
+
+def test_saved_figures_are_byte_identical_when_rebuilt(tmp_path):
+    """The PDF has no creation date: rebuilding a report rewrites unchanged figures byte for byte."""
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from analysis.figures.common import save_figure
+
+    def draw(stem):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return save_figure(fig, stem)
+
+    first = [p.read_bytes() for p in draw(tmp_path / "a" / "fig")]
+    time.sleep(1.1)  # a creation date, if written, would differ by a second
+    assert [p.read_bytes() for p in draw(tmp_path / "b" / "fig")] == first

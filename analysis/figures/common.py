@@ -189,12 +189,13 @@ def is_no_predictor(g: Group) -> bool:
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` (folders made as needed) and close it."""
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` (folders made as needed) and close it. The PDF
+    carries no creation date, so a rebuilt report changes only the figures whose content changed."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
+    for p, meta in zip(paths, ({}, {"CreationDate": None})):
+        fig.savefig(p, dpi=150, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return paths
 

@@ -12,11 +12,13 @@ from .common import (AGE, KNN, LINEAR, STALENESS, Group, finish_axes, groups_und
 
 
 def steps_per_epoch(g: Group) -> int | None:
-    """SGD steps per epoch of a group's runs: the step logged at epoch 1."""
+    """SGD steps per epoch of a group's runs: step / epoch of the first record past epoch 0 (every
+    epoch has the same number of steps; a table of evaluation records may skip epoch 1)."""
     for r in g.runs:
         for rec in r.records:
-            if rec.get("epoch") == 1 and rec.get("step"):
-                return int(rec["step"])
+            epoch, step = rec.get("epoch"), rec.get("step")
+            if epoch and step:
+                return int(step) // int(epoch)
     return None
 
 
