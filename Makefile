@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make demo   set up .venv, then a small k-step sweep + EMA-vs-predictor study on the built-in
 #               synthetic data (no download), its figures and a report (~5 min on 2 cores)
-#   make test   set up .venv and run the test suite, in parallel (pytest-xdist, -n auto: one worker per core)
+#   make test   set up .venv and run the test suite, in parallel (pytest-xdist: one worker per core, each
+#               taking whole test files, so a module's shared fixtures are built once)
 # Also: make demo-run (one SimSiam run on synthetic data, ~4.5 min), make bench.
 # The venv gets the package with its test extra (.[dev]); `make bench` adds .[bench]
 # (kornia, lightly: the comparison benchmarks only, no test imports them).
@@ -35,7 +36,7 @@ demo-run: $(STAMP)
 	$(PY) -m emsiam train --config demo name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
