@@ -39,12 +39,12 @@ def tiny_overrides(tmp_path):
     return TINY + [f"out_dir={tmp_path / 'runs'}"]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _render_synthetic_once():
-    """Hundreds of tests train on the same few synthetic sets, and rendering one took about a
-    quarter of a TINY run. ``make_synthetic`` is a pure function of its arguments
-    (``tests/test_data_synthetic.py`` checks it, unpatched), so runs in a test process share one
-    rendering; each gets its own copy of the tensors. Processes that tests start render their own."""
+def render_synthetic_once() -> pytest.MonkeyPatch:
+    """Make ``emsiam.data.sources`` render each synthetic set once in this process; returns the
+    patch (``.undo()`` restores). Hundreds of tests train on the same few synthetic sets, and
+    rendering one took about a quarter of a TINY run. ``make_synthetic`` is a pure function of
+    its arguments (``tests/test_data_synthetic.py`` checks it, unpatched); each caller gets its
+    own copy of the tensors."""
     from emsiam.data import sources, synthetic
 
     render = functools.lru_cache(maxsize=16)(synthetic.make_synthetic)
@@ -55,5 +55,13 @@ def _render_synthetic_once():
 
     mp = pytest.MonkeyPatch()
     mp.setattr(sources, "make_synthetic", cached)
+    return mp
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _render_synthetic_once():
+    """For every test in this process (processes that tests start render their own, except
+    tests/distributed_worker.py, which patches itself)."""
+    mp = render_synthetic_once()
     yield
     mp.undo()

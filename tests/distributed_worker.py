@@ -32,6 +32,9 @@ def crash_after(epoch_limit: int):
 
 
 if __name__ == "__main__":
+    from conftest import render_synthetic_once  # tests/ is this script's sys.path[0]
+
+    render_synthetic_once()  # the runs of a launch share their synthetic sets
     try:
         for name, overrides, *crash in json.loads(sys.argv[1]):
             if crash:
