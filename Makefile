@@ -15,12 +15,14 @@ BENCH_STAMP := $(VENV)/.installed-bench
 .PHONY: demo demo-run test test-slow bench venv clean
 
 # pip byte-compiles the installed files one after the other (two thirds of its CPU time here); the
-# venv is compiled on every core instead. Files this Python cannot compile are skipped, as pip skips them.
+# venv is compiled on every core instead, without the packages' own test folders (pandas', sympy's,
+# numpy's...: 2,600 of 9,300 files, never imported). Files this Python cannot compile are skipped,
+# as pip skips them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
-	$(PY) -c 'import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)' $(VENV)/lib
+	$(PY) -c 'import compileall, re, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0, rx=re.compile(r"/tests?/"))' $(VENV)/lib
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)

@@ -518,9 +518,11 @@ def _reference(tmp_path_factory, backend, extra):
 
 @pytest.fixture(scope="module")
 def forkserver():
-    """Children forked from a server that has imported torch and emsiam but computed nothing."""
+    """Children forked from a server that has imported torch and emsiam but computed nothing.
+    torch._dynamo too: torch.optim imports it when the first optimizer is built (~1.3 s, which
+    each child would otherwise pay again)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "emsiam.train", "emsiam.alternation", __name__])
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "emsiam.train", "emsiam.alternation", __name__])
     return ctx
 
 
