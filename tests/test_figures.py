@@ -147,3 +147,18 @@ def test_saved_figures_are_byte_identical_when_rebuilt(tmp_path):
     first = [p.read_bytes() for p in draw(tmp_path / "a" / "fig")]
     time.sleep(1.1)  # a creation date, if written, would differ by a second
     assert [p.read_bytes() for p in draw(tmp_path / "b" / "fig")] == first
+
+
+def test_staleness_vs_k_averages_each_run_over_its_epochs(tmp_path):
+    """The staleness figure's points are each run's average over epochs 1..E (fake records:
+    staleness 0.98, 0.97, 0.96 -> 0.97; age 1, 2, 3 -> 2), not the last epoch (0.96, 3)."""
+    from analysis.figures.ksweep import run_averages
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root, f"k5_s{seed}", [f"seed={seed}", "method.variant=kstep", "method.k=5"],
+                  fake_records(40, 0.9, kstep=True))
+    groups = figures.group_runs(figures.load_runs(root))
+    (stale,), (age,) = run_averages(groups, figures.STALENESS), run_averages(groups, figures.AGE)
+    assert stale[0] == pytest.approx(0.97) and stale[2] == 2
+    assert age[0] == pytest.approx(2.0) and age[1] == 0.0

@@ -95,8 +95,17 @@ def accuracy_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
     return save_figure(fig, stem)
 
 
+def run_averages(groups: list[Group], metric: str) -> list[tuple[float, float, int]]:
+    """Per group: (mean, sample std, n) over seeds of each run's ``metric`` averaged over its
+    logged epochs after 0. The run average, not the last epoch: with k longer than an epoch, the
+    last epoch may sit anywhere in an outer iteration (32 epochs at k = 5 epochs end two epochs
+    into one), so its staleness says little about k."""
+    return [g.stat(lambda r: r.mean_after_init(metric)) for g in groups]
+
+
 def staleness_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
-    """Staleness cos(cached η, fresh F) and mean target age (steps) against k, at the last epoch."""
+    """Staleness cos(cached η, fresh F) and mean target age (steps) against k, averaged over each
+    run's epochs (:func:`run_averages`)."""
     groups, ks = _k_points([g for g in groups_under(runs_dir) if g.get("method.variant") == "kstep"], STALENESS)
     if not groups:
         raise ValueError(f"staleness_vs_k: no kstep runs with bank/staleness_cos under {runs_dir}")
@@ -104,14 +113,15 @@ def staleness_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
     xs = ks
     for ax, metric, ylabel in [(axes[0], STALENESS, "staleness cos(cached η, current F)"),
                                (axes[1], AGE, "mean target age (SGD steps)")]:
-        per_group = [g.stat(lambda r, m=metric: r.final(m)) for g in groups]
+        per_group = run_averages(groups, metric)
         ax.errorbar(xs, [s[0] for s in per_group], yerr=[s[1] for s in per_group], fmt="o-", capsize=4, color="C0",
-                    label="last epoch, mean ± sample std over seeds")
+                    label="average over the run's epochs; mean ± sample std over seeds")
         ax.margins(y=0.15)
+        close_to_1 = metric == STALENESS and min(s[0] for s in per_group if s[2]) > 0.99
         for x, (m, s, n) in zip(xs, per_group):
             if n:
-                ax.annotate(f"{m:.3f}" if metric == STALENESS else f"{m:.3g}", (x, m),
-                            textcoords="offset points", xytext=(6, 4), fontsize=7)
+                text = f"{m:.5f}" if close_to_1 else f"{m:.3f}" if metric == STALENESS else f"{m:.3g}"
+                ax.annotate(text, (x, m), textcoords="offset points", xytext=(6, 4), fontsize=7)
         if metric == AGE and all(s[2] for s in per_group) and min(s[0] for s in per_group) > 0:
             ax.set_yscale("log")
         _k_axis(ax, groups, ks)
