@@ -117,11 +117,10 @@ def staleness_vs_k(runs_dir: Path, stem: Path) -> list[Path]:
         ax.errorbar(xs, [s[0] for s in per_group], yerr=[s[1] for s in per_group], fmt="o-", capsize=4, color="C0",
                     label="average over the run's epochs; mean ± sample std over seeds")
         ax.margins(y=0.15)
-        close_to_1 = metric == STALENESS and min(s[0] for s in per_group if s[2]) > 0.99
+        fmt = ".3g" if metric == AGE else ".5f" if min(s[0] for s in per_group if s[2]) > 0.99 else ".3f"
         for x, (m, s, n) in zip(xs, per_group):
             if n:
-                text = f"{m:.5f}" if close_to_1 else f"{m:.3f}" if metric == STALENESS else f"{m:.3g}"
-                ax.annotate(text, (x, m), textcoords="offset points", xytext=(6, 4), fontsize=7)
+                ax.annotate(format(m, fmt), (x, m), textcoords="offset points", xytext=(6, 4), fontsize=7)
         if metric == AGE and all(s[2] for s in per_group) and min(s[0] for s in per_group) > 0:
             ax.set_yscale("log")
         _k_axis(ax, groups, ks)

@@ -206,6 +206,7 @@ def _yaml_where(e: yaml.YAMLError) -> str:
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
+
 #: Config keys that name a file or folder: on resume, another spelling of the same absolute path
 #: (``../shared/x`` for a saved ``/work/shared/x``) is the same setting.
 PATH_KEYS = ("data.root", "data.cache_dir", "method.bank_path")
