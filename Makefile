@@ -2,7 +2,8 @@
 #   make demo   set up .venv, then a small k-step sweep + EMA-vs-predictor study on the built-in
 #               synthetic data (no download), its figures and a report (~5 min on 2 cores)
 #   make test   set up .venv and run the test suite, in parallel (pytest-xdist: one worker per core, each
-#               taking whole test files, so a module's shared fixtures are built once)
+#               taking whole test files, so a module's shared fixtures are built once; the longest files
+#               first, as tests/conftest.py orders them)
 # Also: make demo-run (one SimSiam run on synthetic data, ~4.5 min), make bench.
 # The venv gets the package with its test extra (.[dev]); `make bench` adds .[bench]
 # (kornia, lightly: the comparison benchmarks only, no test imports them).
@@ -20,7 +21,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # as pip skips them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q 'pip>=21.3'  # editable installs from pyproject.toml (PEP 660); no upgrade when met
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	$(PY) -c 'import compileall, re, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0, rx=re.compile(r"/tests?/"))' $(VENV)/lib
 	touch $(STAMP)
@@ -38,7 +39,7 @@ demo-run: $(STAMP)
 	$(PY) -m emsiam train --config demo name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -109,3 +109,22 @@ def test_a_config_saved_by_older_code_still_resumes():
     now = to_dict(from_dict(Config, old))
     assert set(flatten(now)) - set(flatten(old))  # keys were added since that version
     assert diff(old, now) == []
+
+
+def test_safe_load_builds_what_pyyaml_safe_load_builds():
+    """``safe_load`` (libyaml's parser when present) gives yaml.safe_load's values: every preset,
+    a saved config, the scalar forms overrides use; and a YAMLError with its line on bad input."""
+    import yaml
+
+    from emsiam.config import PRESET_DIR, safe_load
+
+    texts = [p.read_text() for p in sorted(PRESET_DIR.glob("*.yaml"))]
+    texts.append(yaml.safe_dump(to_dict(load_config("cpu", ["method.variant=kstep", "method.k=epoch"]))))
+    texts += ["1e-3", "1.0e-4", "0.1", "[8, 16]", "true", "null", "~", "epoch", "2epochs", "0x10", "1_000", "'7'",
+              "{a: 1, b: [x, 2.5]}", ".inf", "-.inf", "2026-11-29"]
+    for text in texts:
+        assert safe_load(text) == yaml.safe_load(text), text
+    assert type(safe_load("1e-3")) is type(yaml.safe_load("1e-3"))
+    with pytest.raises(yaml.YAMLError) as e:
+        safe_load("a: 1\nb: [unclosed\n")
+    assert e.value.problem_mark.line >= 1

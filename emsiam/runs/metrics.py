@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
+from ..config import safe_load
 
 #: The statuses of a run directory without ``status.json`` (or whose status.json names none):
 #: "done" when its last record reached the configured ``optim.epochs``, else "incomplete".
@@ -68,7 +68,7 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
 def read_config(run_dir: str | Path) -> dict[str, Any]:
     """``run_dir/config.yaml`` as saved (nested dict; {} when empty). OSError or yaml.YAMLError
     when it is missing or unreadable."""
-    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    return safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
 
 
 def run_status(status: dict[str, Any], config: dict[str, Any], records: list[dict[str, Any]]) -> str:

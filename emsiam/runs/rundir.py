@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from .. import distributed, loggers
-from ..config import RESUME_FREE_KEYS, Config, ConfigError, diff, flatten, from_dict, to_dict
+from ..config import RESUME_FREE_KEYS, Config, ConfigError, diff, flatten, from_dict, safe_load, to_dict
 from .checkpoint import CKPT, check_checkpoint_file, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .errors import CheckpointError, RunError
 from .files import atomic_write_text, git_sha, named
@@ -79,7 +79,7 @@ class Run:
         if not saved.is_file():
             raise RunError(f"resume=true but the saved config {saved} is missing; {fix}")
         try:
-            old = yaml.safe_load(saved.read_text())
+            old = safe_load(saved.read_text())
             from_dict(Config, old)
         except yaml.YAMLError as e:
             raise RunError(f"saved config {saved} is not valid YAML ({_yaml_where(e)}); {fix}") from None

@@ -1,0 +1,80 @@
+"""The long CIFAR-10 study: k-sweep and EMA bank at 4,992 SGD steps per run, 3 seeds.
+
+    python -m experiments.cifar10_long --seeds 3 --workers 2 --out runs \
+        --data data.source=imagefolder data.root=../shared/data/cifar10-jpeg.tar.gz
+    python -m analysis.report runs/cifar10_long --out reports/cifar10-long
+
+Questions (paired over seeds: the same seed gives the same init, data order and views):
+
+1. k-sweep: SimSiam (= k = 1, proven bit-exact by tests/test_alternation.py) against
+   k = 10, 100 and one epoch (156 steps). Paper: 68.1 / 68.7 / 68.9 / 67.0.
+2. Beyond the paper: where does alternation break? k = 2 and 5 epochs (one E-step under θ_t
+   serves 2 or 5 epochs of M-steps; ``method.k=2epochs``).
+3. EMA bank without predictor, m = 0.5 / 0.8 / 0.9, against the learned predictor
+   (SimSiam) and no predictor. Paper: 55.0 vs 68.1 (no predictor 0.1). At 32 epochs the
+   initial targets keep m^32 of their weight: 2e-10 / 8e-4 / 0.034, all below 0.05.
+4. Predictor (the predictor issue): DirectPred (ε = 0.1, freq 1) against the learned predictor,
+   3 seeds; the 4-view expectation target η_x = mean of F over 4 target views (``M4_*``, with
+   and without the learned predictor), one seed first: an M-view run costs about (6 + 4)/6 of
+   a SimSiam run. Paper (DirectPred, BYOL, 100 epochs): 85.21 vs 84.49.
+
+Size: the ``cpu`` preset (small convnet, d = 512), a fixed random 20k-image subset of the
+training set (``data.subset_seed=0``), the full 10k test set, B = 128 (156 steps per
+epoch), 32 epochs = 4,992 steps per run, evaluation every 4 epochs. 10 configurations x 3
+seeds = 30 runs, about 45 minutes each on one core of a quiet 2-core VM: about 11 hours
+with two workers. Runs are listed seed by seed when started with ``--seeds 1``, then 2, then 3
+(``benchmarks/run_long_study.sh``), so complete pairs arrive first: questions 1-3 and
+DirectPred over 3 seeds, then the M-view rows.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from analysis.paper import study_numbers
+from experiments.sweep import Study, study_main
+
+#: The paper's numbers for these labels (analysis/paper.py is their one home).
+PAPER = study_numbers("cifar10_long")
+
+#: Settings shared by every run of the study (before the runner's --data and --set).
+COMMON = ["data.n_train=20000", "data.subset_seed=0", "optim.batch_size=128", "optim.epochs=32",
+          "eval.eval_every=4"]
+
+#: The rows of questions 1-4 that run over 3 seeds; the M-view rows (``M4_*``) follow them.
+MAIN_ROWS = ("simsiam", "k10", "k100", "kepoch", "k2epochs", "k5epochs", "ema_m0.5", "ema_m0.8", "ema_m0.9",
+             "simsiam_no_predictor", "directpred")
+
+STUDY = Study(
+    name="cifar10_long",
+    doc=__doc__,
+    runs={
+        "simsiam": [*COMMON, "method.variant=simsiam"],
+        "k10": [*COMMON, "method.variant=kstep", "method.k=10"],
+        "k100": [*COMMON, "method.variant=kstep", "method.k=100"],
+        "kepoch": [*COMMON, "method.variant=kstep", "method.k=epoch"],
+        "k2epochs": [*COMMON, "method.variant=kstep", "method.k=2epochs"],
+        "k5epochs": [*COMMON, "method.variant=kstep", "method.k=5epochs"],
+        "ema_m0.5": [*COMMON, "method.variant=ema", "method.ema_m=0.5", "method.predictor=none"],
+        "ema_m0.8": [*COMMON, "method.variant=ema", "method.ema_m=0.8", "method.predictor=none"],
+        "ema_m0.9": [*COMMON, "method.variant=ema", "method.ema_m=0.9", "method.predictor=none"],
+        "simsiam_no_predictor": [*COMMON, "method.variant=simsiam", "method.predictor=none"],
+        # question 4 (the predictor issue): DirectPred's closed form against the learned predictor
+        # (paired with "simsiam"), and the explicit 4-view expectation target (kstep k = 1, which is
+        # SimSiam bit for bit at M = 1) with and without the learned predictor.
+        "directpred": [*COMMON, "method.variant=simsiam", "method.predictor=directpred"],
+        "M4_learned": [*COMMON, "method.variant=kstep", "method.k=1", "method.target_views=4",
+                       "method.predictor=learned"],
+        "M4_none": [*COMMON, "method.variant=kstep", "method.k=1", "method.target_views=4",
+                    "method.predictor=none"],
+    },
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the study (flags: see experiments/sweep/cli.py); exit status 1 if a run failed."""
+    return study_main(STUDY, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
