@@ -33,22 +33,22 @@ TINY = [
 ]
 
 
-#: The test files that take longest (seconds on 2 busy cores, 2026-11-29), started first. `make test`
-#: hands whole files to the workers in collection order (``--dist loadfile --no-loadscope-reorder``);
-#: a long file handed out last would leave one worker running alone at the end. Longest first
-#: brings the suite's wall time close to its total time divided by the workers. The other files
-#: keep pytest's order after these.
+#: The test files that take longest (seconds of a quiet 2-core run, 2026-11-29), started first.
+#: `make test` hands whole files to the workers in collection order (``--dist loadfile
+#: --no-loadscope-reorder``); a long file handed out last would leave one worker running alone at
+#: the end. Longest first brings the wall time close to the total divided by the workers. The
+#: other files keep pytest's order after these.
 LONGEST_FIRST = (
-    "test_faults.py",  # 206 s: real processes killed and resumed
-    "test_report.py",  # 121 s: reports of many runs, figures
-    "test_sweep.py",  # 100 s: the sweep runner, the submitit launcher
-    "test_distributed.py",  # 92 s: two torchrun launches
-    "test_bank_recovery.py",  # 65 s
-    "test_instruments.py",  # 57 s
-    "test_generality.py",  # 53 s
-    "test_alternation.py",  # 48 s
-    "test_train.py",  # 44 s: torch.compile
-    "test_install.py",  # 38 s
+    "test_faults.py",  # 55 s: real processes killed and resumed
+    "test_distributed.py",  # 51 s: two torchrun launches
+    "test_sweep.py",  # 21 s: the sweep runner's subprocesses, the submitit launcher
+    "test_instruments.py",  # 21 s
+    "test_bank_recovery.py",  # 20 s
+    "test_report.py",  # 20 s: reports of many runs, figures
+    "test_generality.py",  # 18 s
+    "test_gpu_check.py",  # 16 s: the GPU check's CPU dry run
+    "test_alternation.py",  # 13 s
+    "test_install.py",  # 10 s
 )
 
 
