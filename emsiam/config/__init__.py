@@ -10,6 +10,6 @@ from .validate import k_epochs, validate
 __all__ = [
     "ADDED_KEYS", "PRESET_DIR", "RESUME_FREE_KEYS", "Config", "ConfigError", "DataConfig", "DeviceError",
     "EvalConfig", "LogConfig", "MethodConfig", "ModelConfig", "OptimConfig", "default_run_name", "diff",
-    "flatten", "from_dict", "k_epochs", "load_config", "parse_overrides", "presets", "read_yaml", "safe_load", "to_dict",
-    "validate",
+    "flatten", "from_dict", "k_epochs", "load_config", "parse_overrides", "presets", "read_yaml", "safe_load",
+    "to_dict", "validate",
 ]
