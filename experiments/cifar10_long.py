@@ -1,4 +1,4 @@
-"""The long CIFAR-10 study: k-sweep and EMA bank at 4,992 SGD steps per run, 3 seeds.
+"""The long CIFAR-10 study: k-sweep, EMA bank and predictors at 4,992 SGD steps per run, 3 seeds.
 
     python -m experiments.cifar10_long --seeds 3 --workers 2 --out runs \
         --data data.source=imagefolder data.root=../shared/data/cifar10-jpeg.tar.gz
@@ -15,16 +15,22 @@ Questions (paired over seeds: the same seed gives the same init, data order and 
    initial targets keep m^32 of their weight: 2e-10 / 8e-4 / 0.034, all below 0.05.
 4. Predictor (the predictor issue): DirectPred (ε = 0.1, freq 1) against the learned predictor,
    3 seeds; the 4-view expectation target η_x = mean of F over 4 target views (``M4_*``, with
-   and without the learned predictor), one seed first: an M-view run costs about (6 + 4)/6 of
+   and without the learned predictor), after the main rows: an M-view run costs about (6 + 4)/6 of
    a SimSiam run. Paper (DirectPred, BYOL, 100 epochs): 85.21 vs 84.49.
 
-Size: the ``cpu`` preset (small convnet, d = 512), a fixed random 20k-image subset of the
-training set (``data.subset_seed=0``), the full 10k test set, B = 128 (156 steps per
-epoch), 32 epochs = 4,992 steps per run, evaluation every 4 epochs. 10 configurations x 3
-seeds = 30 runs, about 45 minutes each on one core of a quiet 2-core VM: about 11 hours
-with two workers. Runs are listed seed by seed when started with ``--seeds 1``, then 2, then 3
-(``benchmarks/run_long_study.sh``), so complete pairs arrive first: questions 1-3 and
-DirectPred over 3 seeds, then the M-view rows.
+Size: the ``cpu`` preset (small convnet, d = 512), a fixed random 10k-image subset of the
+training set (``data.subset_seed=0``), the full 10k test set, B = 64 (156 steps per epoch),
+32 epochs = 4,992 steps per run, evaluation every 4 epochs. 11 main configurations x 3 seeds
++ 2 M-view rows x 3 seeds = 39 runs, about 15 minutes each (SimSiam) on one core of the 2-core
+VM: about 5.5 hours with two workers. Runs are listed seed by seed when started with
+``--seeds 1``, then 2, then 3 (``benchmarks/run_long_study.sh``), so complete pairs arrive
+first: questions 1-3 and DirectPred over 3 seeds, then the M-view rows.
+
+Until 2026-12-07 the study used a 20k subset at B = 128 (same steps and epochs, twice the
+images per step, about 30 minutes per run). Its runs were lost with the machine's ``runs/``
+folder before the study finished; the smaller size halves the cost so that the study fits
+in two sessions, and finished runs are now archived in the repository as they finish
+(``--archive results``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from experiments.sweep import Study, study_main
 PAPER = study_numbers("cifar10_long")
 
 #: Settings shared by every run of the study (before the runner's --data and --set).
-COMMON = ["data.n_train=20000", "data.subset_seed=0", "optim.batch_size=128", "optim.epochs=32",
+COMMON = ["data.n_train=10000", "data.subset_seed=0", "optim.batch_size=64", "optim.epochs=32",
           "eval.eval_every=4"]
 
 #: The rows of questions 1-4 that run over 3 seeds; the M-view rows (``M4_*``) follow them.
