@@ -42,6 +42,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="runs in parallel (threads split between them); default 1, or one per GPU group with "
                          "--gpus-per-run, or --array-parallelism with a submitit launcher")
+    ap.add_argument("--archive", default=None, metavar="DIR",
+                    help="keep finished runs (without checkpoints or banks) in DIR/<study>/<run>, a folder to "
+                         "check in; archived runs missing from --out are restored first and skipped")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and exit; nothing is written")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="set",
                     help="overrides for every run (win over the study's)")
@@ -82,7 +85,8 @@ def study_main(study: Study, argv: Sequence[str] | None = None) -> int:
         pool = GpuPool(args.gpus_per_run)
         executor, workers = gpu_executor(pool), args.workers or len(pool.groups)
     res = run_study(study, preset=args.preset, seeds=args.seeds, out=args.out, data=args.data, extra=args.set,
-                    epochs=args.epochs, workers=workers, dry_run=args.dry_run, executor=executor)
+                    epochs=args.epochs, workers=workers, dry_run=args.dry_run, executor=executor,
+                    archive=args.archive)
     if res.interrupted:
         return EXIT_INTERRUPTED
     return 1 if res.count("failed") else 0

@@ -16,6 +16,7 @@ import pandas as pd
 from analysis.results import collect, save_table
 from emsiam.runs import lock_holder, read_metrics, read_status
 
+from .archive import archive_run, restore
 from .executors import Executor, cpu_count, stop_children, stop_requested, subprocess_executor
 from .study import RunSpec, Study, expand, now, reaches_last_epoch, reconcile, write_status
 
@@ -91,19 +92,27 @@ class SweepResult:
 def run_study(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] = 1, out: str | Path = "runs",
               data: Sequence[str] = (), extra: Sequence[str] = (), epochs: int | None = None,
               workers: int = 1, dry_run: bool = False, executor: Executor = subprocess_executor,
-              quiet: bool = False) -> SweepResult:
+              quiet: bool = False, archive: str | Path | None = None) -> SweepResult:
     """Expand, run what is not done (``workers`` at a time), write the table, print a summary."""
     return run_studies([study], preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs,
-                       workers=workers, dry_run=dry_run, executor=executor, quiet=quiet)[0]
+                       workers=workers, dry_run=dry_run, executor=executor, quiet=quiet, archive=archive)[0]
 
 
 def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | Sequence[int] = 1,
                 out: str | Path = "runs", data: Sequence[str] = (), extra: Sequence[str] = (),
                 epochs: int | None = None, workers: int = 1, dry_run: bool = False,
-                executor: Executor = subprocess_executor, quiet: bool = False) -> list[SweepResult]:
+                executor: Executor = subprocess_executor, quiet: bool = False,
+                archive: str | Path | None = None) -> list[SweepResult]:
     """:func:`run_study` for several studies sharing one pool of ``workers``, so that no
-    worker idles at a study boundary; one table and summary per study."""
+    worker idles at a study boundary; one table and summary per study.
+
+    With ``archive``, finished runs are kept in ``archive/<study>/<run>`` without checkpoints
+    or banks (:mod:`.archive`): archived runs missing from ``out`` are restored first (and then
+    skipped as done), and each run is archived as soon as it finishes."""
     say = (lambda *a: None) if quiet else print  # noqa: E731
+    if archive is not None and not dry_run:
+        for st in studies:
+            restore(Path(archive) / st.name, Path(out) / st.name, say)
     expanded = [(st, expand(st, preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs))
                 for st in studies]
     if dry_run:
@@ -111,12 +120,29 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
             say(f"study {study.name}: {len(specs)} runs under {Path(out) / study.name} (preset {preset})")
             for s in specs:
                 mine = [o for o in s.overrides if not o.startswith(("out_dir=", "name=", "progress="))]
+                if archive is not None and not s.run_dir.exists() and (Path(archive) / s.rel).is_dir():
+                    s.action, s.reason = "skip", f"archived in {Path(archive) / s.rel}: would be restored"
                 say(f"  {s.name:28s} {s.action:7s} {s.reason if s.action != 'run' else ''}\n      {' '.join(mine)}")
         return [SweepResult(specs, {}) for _, specs in expanded]
 
     for _, specs in expanded:
         for s in specs:
             reconcile(s)
+
+    def keep(spec: RunSpec) -> None:
+        if archive is None:
+            return
+        try:
+            left_out = archive_run(spec.run_dir, Path(archive) / spec.rel)
+        except OSError as e:  # the run itself is fine; its copy can be made by the next invocation
+            say(f"  archive of {spec.rel} failed: {e}")
+            return
+        if left_out:
+            say(f"  archive of {spec.rel} leaves out large files: {', '.join(left_out)}")
+
+    for s in (s for _, specs in expanded for s in specs if s.action == "skip"):
+        if archive is not None and not (Path(archive) / s.rel).is_dir():
+            keep(s)  # finished by an invocation without the archive
     todo = [s for _, specs in expanded for s in specs if s.action not in ("skip", "busy")]
     total = sum(len(specs) for _, specs in expanded)
     threads = max(1, cpu_count() // workers) if workers > 1 else None
@@ -153,6 +179,8 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
                         continue
                     i += 1
                     records[spec.rel] = rec
+                    if rec["status"] == "done":
+                        keep(spec)
                     with lock:
                         first = (rec["error"] or "").strip().splitlines()[-1:] if rec["status"] == "failed" else []
                         say(f"  [{i}/{len(todo)}] {spec.rel} {rec['status']} in {rec['wall_s']:.0f} s"
