@@ -1,8 +1,8 @@
 """The long CIFAR-10 study: k-sweep, EMA bank and predictors at 4,992 SGD steps per run, 3 seeds.
 
-    python -m experiments.cifar10_long --seeds 3 --workers 2 --out runs \
+    python -m experiments.cifar10_long --seeds 3 --workers 2 --out runs --archive results \
         --data data.source=imagefolder data.root=../shared/data/cifar10-jpeg.tar.gz
-    python -m analysis.report runs/cifar10_long --out reports/cifar10-long
+    python -m analysis.report results/cifar10_long --out reports/cifar10-long
 
 Questions (paired over seeds: the same seed gives the same init, data order and views):
 
