@@ -32,7 +32,8 @@ STUDY_FIGURES = {
     "stopgrad": ["stopgrad_panels", "learning_curves"],
     "symmetry": ["learning_curves"],
     "mean_input": ["learning_curves", "expectation_gap"],
-    "cifar10_long": ["accuracy_vs_k", "staleness_vs_k", "ema_vs_m", "learning_curves", "expectation_gap"],
+    "cifar10_long": ["accuracy_vs_k", "staleness_vs_k", "ema_vs_m", "learning_curves", "expectation_gap",
+                     "accuracy_vs_target_views", "predictor_spectra", "gap_by_predictor"],
     "predictor_as_expectation": ["learning_curves", "expectation_gap", "accuracy_vs_target_views",
                                  "predictor_spectra", "gap_by_predictor"],
 }
