@@ -109,8 +109,9 @@ STUDY_NUMBERS: dict[str, dict[str, PaperNumber]] = {
     "mean_input": {"mean_input": MEAN_INPUT, "simsiam": SIMSIAM, "ema_m0.8": SEC5_EMA},
     "cifar10_long": {"simsiam": SIMSIAM, "k10": SEC5_KSTEP[10], "k100": SEC5_KSTEP[100],
                      "kepoch": SEC5_KSTEP["epoch"], "ema_m0.8": SEC5_EMA, "simsiam_no_predictor": TABLE1["none"],
-                     "directpred": DIRECTPRED["directpred_eps0.1"], "M4_learned": EXPECTATION_TARGET,
-                     "M4_none": EXPECTATION_TARGET},
+                     "directpred": DIRECTPRED["directpred_eps0.1"], "directpred_eps0": DIRECTPRED["directpred_eps0"],
+                     "directcopy": DIRECTCOPY,
+                     **{f"M{m}_{p}": EXPECTATION_TARGET for m in (2, 4, 8) for p in ("learned", "none")}},
     "predictor_as_expectation": {
         "learned": DIRECTPRED["sgd_predictor"], "directpred_eps0.1": DIRECTPRED["directpred_eps0.1"],
         "directpred_eps0": DIRECTPRED["directpred_eps0"], "directcopy": DIRECTCOPY, "none": TABLE1["none"],
@@ -236,6 +237,9 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
                                     Comparison("M4_none", COLLAPSE_ZSTD, ">", None, None, ZSTD_SQRT_D))),
         Claim("(open question) a 4-view expectation target changes the learned predictor's accuracy",
               "Sec. 5 hypothesis", (Comparison("M4_learned", "simsiam", ">"),)),
+        Claim("(open question) without a predictor, an 8-view expectation target does not collapse",
+              "Sec. 5 hypothesis", (Comparison("M8_none", INIT, ">"),
+                                    Comparison("M8_none", COLLAPSE_ZSTD, ">", None, None, ZSTD_SQRT_D))),
     ),
     "predictor_as_expectation": (
         Claim("DirectPred (ε = 0.1) ≥ SGD-trained predictor (DirectPred paper: BYOL, linear predictor)",

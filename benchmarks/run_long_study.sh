@@ -7,7 +7,8 @@
 # this checkout, which is checked in); a new machine restores those first, so only the unfinished
 # runs are trained again.
 # Order: questions 1-4's main rows (experiments/cifar10_long.py MAIN_ROWS) over seeds 0, 1, 2;
-# then the M-view rows (M4_*) for seed 0, then seeds 1 and 2.
+# then the M-view rows (M4_*) and the predictor study's other rows (PREDICTOR_ROWS) for seed 0;
+# then M4_* for seeds 1 and 2.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-runs}"
@@ -16,10 +17,13 @@ archive="${3:-$here/results}"
 data="${EMSIAM_CIFAR:-$here/../shared/data/cifar10-jpeg.tar.gz}"
 py="${PYTHON:-python3}"
 cd "$here"
-main_rows=$(PYTHONPATH="$here" "$py" -c 'from experiments.cifar10_long import MAIN_ROWS; print(" ".join(MAIN_ROWS))')
+rows() { PYTHONPATH="$here" "$py" -c "from experiments.cifar10_long import $1; print(' '.join($1))"; }
+main_rows=$(rows MAIN_ROWS)
+predictor_rows=$(rows PREDICTOR_ROWS)
 study() {
   PYTHONPATH="$here" "$py" -m experiments.cifar10_long --workers "$workers" --out "$out" --archive "$archive" \
     --data data.source=imagefolder "data.root=$data" "$@" || true
 }
 for n in 1 2 3; do study --seeds "$n" --only $main_rows; done
-for n in 1 2 3; do study --seeds "$n" --only M4_learned M4_none; done
+study --seeds 1 --only M4_learned M4_none $predictor_rows
+for n in 2 3; do study --seeds "$n" --only M4_learned M4_none; done

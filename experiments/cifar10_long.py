@@ -15,14 +15,18 @@ Questions (paired over seeds: the same seed gives the same init, data order and 
    initial targets keep m^32 of their weight: 2e-10 / 8e-4 / 0.034, all below 0.05.
 4. Predictor (the predictor issue): DirectPred (ε = 0.1, freq 1) against the learned predictor,
    3 seeds; the 4-view expectation target η_x = mean of F over 4 target views (``M4_*``, with
-   and without the learned predictor), after the main rows: an M-view run costs about (6 + 4)/6 of
-   a SimSiam run. Paper (DirectPred, BYOL, 100 epochs): 85.21 vs 84.49.
+   and without the learned predictor), after the main rows: an M-view run costs about (6 + M)/6
+   of a SimSiam run. Paper (DirectPred, BYOL, 100 epochs, linear): CIFAR-10 85.21 vs 84.49,
+   STL-10 77.86 vs 74.51. The predictor study's other rows (DirectPred ε = 0, DirectCopy,
+   M = 2 and 8 with and without the learned predictor) run at this size with seed 0, so
+   that experiments/predictor_as_expectation.py's question has every row on CIFAR-10.
 
 Size: the ``cpu`` preset (small convnet, d = 512), a fixed random 10k-image subset of the
 training set (``data.subset_seed=0``), the full 10k test set, B = 64 (156 steps per epoch),
 32 epochs = 4,992 steps per run, evaluation every 4 epochs. 11 main configurations x 3 seeds
-+ 2 M-view rows x 3 seeds = 39 runs, about 15 minutes each (SimSiam) on one core of the 2-core
-VM: about 5.5 hours with two workers. Runs are listed seed by seed when started with
++ 2 M-view rows x 3 seeds + 6 predictor rows x 1 seed = 45 runs, 15-19 minutes each (SimSiam,
+kstep) on one core of the 2-core VM, an M-view run (6 + M)/6 of that: about 7 hours with two
+workers. Runs are listed seed by seed when started with
 ``--seeds 1``, then 2, then 3 (``benchmarks/run_long_study.sh``), so complete pairs arrive
 first: questions 1-3 and DirectPred over 3 seeds, then the M-view rows.
 
@@ -47,9 +51,11 @@ PAPER = study_numbers("cifar10_long")
 COMMON = ["data.n_train=10000", "data.subset_seed=0", "optim.batch_size=64", "optim.epochs=32",
           "eval.eval_every=4"]
 
-#: The rows of questions 1-4 that run over 3 seeds; the M-view rows (``M4_*``) follow them.
+#: The rows of questions 1-4 that run over 3 seeds first; the M-view rows (``M4_*``) follow them.
 MAIN_ROWS = ("simsiam", "k10", "k100", "kepoch", "k2epochs", "k5epochs", "ema_m0.5", "ema_m0.8", "ema_m0.9",
              "simsiam_no_predictor", "directpred")
+#: The predictor study's remaining rows, seed 0 only, after M4_* of seed 0.
+PREDICTOR_ROWS = ("directpred_eps0", "directcopy", "M2_learned", "M2_none", "M8_learned", "M8_none")
 
 STUDY = Study(
     name="cifar10_long",
@@ -73,6 +79,13 @@ STUDY = Study(
                        "method.predictor=learned"],
         "M4_none": [*COMMON, "method.variant=kstep", "method.k=1", "method.target_views=4",
                     "method.predictor=none"],
+        # the rest of the predictor study (experiments/predictor_as_expectation.py) at this size,
+        # one seed: its other rows are simsiam, directpred, simsiam_no_predictor and M4_* above.
+        "directpred_eps0": [*COMMON, "method.variant=simsiam", "method.predictor=directpred",
+                            "method.directpred_eps=0"],
+        "directcopy": [*COMMON, "method.variant=simsiam", "method.predictor=directcopy"],
+        **{f"M{m}_{p}": [*COMMON, "method.variant=kstep", "method.k=1", f"method.target_views={m}",
+                         f"method.predictor={p}"] for m in (2, 8) for p in ("learned", "none")},
     },
 )
 
