@@ -326,3 +326,18 @@ def test_a_key_the_variant_does_not_read_is_refused_at_planning(tmp_path):
     assert bad.action == "invalid" and "method.k=10" in bad.reason and "method.variant=simsiam" in bad.reason
     assert good.action != "invalid"
     assert not any(tmp_path.iterdir())  # nothing written before a run starts
+
+
+def test_runs_start_label_by_label_or_seed_by_seed(tmp_path, capsys):
+    study = Study("o", "", {"a": [], "b": []})
+    kw = dict(preset="demo", data=TINY, epochs=1, seeds=2, workers=1, quiet=True)
+    for order, expected in (("label", ["a_s0", "a_s1", "b_s0", "b_s1"]), ("seed", ["a_s0", "b_s0", "a_s1", "b_s1"])):
+        started = []
+        run_study(study, out=tmp_path / order, order=order,
+                  executor=lambda s, t: (started.append(s.name), (1, "x"))[1], **kw)
+        assert started == expected, order
+    with pytest.raises(ValueError, match="order"):
+        run_study(study, out=tmp_path / "bad", order="random", **kw)
+    assert sweep_main(["kstep_sweep", "--dry-run", "--seeds", "2", "--order", "seed", "--out", str(tmp_path)]) == 0
+    names = [x.split()[0] for x in capsys.readouterr().out.splitlines() if x.startswith("  ") and "_s" in x.split()[0]]
+    assert names[:2] == ["simsiam_s0", "k1_s0"] and names[-1].endswith("_s1"), names

@@ -45,6 +45,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--archive", default=None, metavar="DIR",
                     help="keep finished runs (without checkpoints or banks) in DIR/<study>/<run>, a folder to "
                          "check in; archived runs missing from --out are restored first and skipped")
+    ap.add_argument("--order", choices=["label", "seed"], default="label",
+                    help="start the runs label by label (default) or seed by seed: every label of seed 0 first, "
+                         "so that complete pairs over seeds arrive early")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and exit; nothing is written")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="set",
                     help="overrides for every run (win over the study's)")
@@ -86,7 +89,7 @@ def study_main(study: Study, argv: Sequence[str] | None = None) -> int:
         executor, workers = gpu_executor(pool), args.workers or len(pool.groups)
     res = run_study(study, preset=args.preset, seeds=args.seeds, out=args.out, data=args.data, extra=args.set,
                     epochs=args.epochs, workers=workers, dry_run=args.dry_run, executor=executor,
-                    archive=args.archive)
+                    archive=args.archive, order=args.order)
     if res.interrupted:
         return EXIT_INTERRUPTED
     return 1 if res.count("failed") else 0

@@ -24,6 +24,8 @@ from .study import RunSpec, Study, expand, now, reaches_last_epoch, reconcile, w
 EXIT_INTERRUPTED = 130
 #: Exit status of ``emsiam train`` refused by a live writer's lock on the run directory.
 EXIT_LOCKED = 9
+#: The orders in which a sweep can start its runs (``run_studies(order=...)``, ``--order``).
+ORDERS = ("label", "seed")
 #: Child return codes that mean "stopped from outside", not "failed".
 INTERRUPT_RCS = {130, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM}
 
@@ -92,23 +94,30 @@ class SweepResult:
 def run_study(study: Study, *, preset: str = "cpu", seeds: int | Sequence[int] = 1, out: str | Path = "runs",
               data: Sequence[str] = (), extra: Sequence[str] = (), epochs: int | None = None,
               workers: int = 1, dry_run: bool = False, executor: Executor = subprocess_executor,
-              quiet: bool = False, archive: str | Path | None = None) -> SweepResult:
+              quiet: bool = False, archive: str | Path | None = None, order: str = "label") -> SweepResult:
     """Expand, run what is not done (``workers`` at a time), write the table, print a summary."""
     return run_studies([study], preset=preset, seeds=seeds, out=out, data=data, extra=extra, epochs=epochs,
-                       workers=workers, dry_run=dry_run, executor=executor, quiet=quiet, archive=archive)[0]
+                       workers=workers, dry_run=dry_run, executor=executor, quiet=quiet, archive=archive,
+                       order=order)[0]
 
 
 def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | Sequence[int] = 1,
                 out: str | Path = "runs", data: Sequence[str] = (), extra: Sequence[str] = (),
                 epochs: int | None = None, workers: int = 1, dry_run: bool = False,
                 executor: Executor = subprocess_executor, quiet: bool = False,
-                archive: str | Path | None = None) -> list[SweepResult]:
+                archive: str | Path | None = None, order: str = "label") -> list[SweepResult]:
     """:func:`run_study` for several studies sharing one pool of ``workers``, so that no
     worker idles at a study boundary; one table and summary per study.
 
     With ``archive``, finished runs are kept in ``archive/<study>/<run>`` without checkpoints
     or banks (:mod:`.archive`): archived runs missing from ``out`` are restored first (and then
-    skipped as done), and each run is archived as soon as it finishes."""
+    skipped as done), and each run is archived as soon as it finishes.
+
+    ``order``: ``label`` starts the runs label by label (every seed of the first label first),
+    ``seed`` seed by seed (every label of seed 0 first), so that complete pairs over seeds
+    arrive as early as possible while no worker waits at a seed boundary."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
     say = (lambda *a: None) if quiet else print  # noqa: E731
     if archive is not None and not dry_run:
         for st in studies:
@@ -118,7 +127,7 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
     if dry_run:
         for study, specs in expanded:
             say(f"study {study.name}: {len(specs)} runs under {Path(out) / study.name} (preset {preset})")
-            for s in specs:
+            for s in sorted(specs, key=lambda s: s.seed) if order == "seed" else specs:  # in starting order
                 mine = [o for o in s.overrides if not o.startswith(("out_dir=", "name=", "progress="))]
                 if archive is not None and not s.run_dir.exists() and (Path(archive) / s.rel).is_dir():
                     s.action, s.reason = "skip", f"archived in {Path(archive) / s.rel}: would be restored"
@@ -144,6 +153,8 @@ def run_studies(studies: Sequence[Study], *, preset: str = "cpu", seeds: int | S
         if archive is not None and not (Path(archive) / s.rel).is_dir():
             keep(s)  # finished by an invocation without the archive
     todo = [s for _, specs in expanded for s in specs if s.action not in ("skip", "busy")]
+    if order == "seed":
+        todo.sort(key=lambda s: s.seed)  # stable: label order within a seed
     total = sum(len(specs) for _, specs in expanded)
     threads = max(1, cpu_count() // workers) if workers > 1 else None
     names = ", ".join(st.name for st in studies)
