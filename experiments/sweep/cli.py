@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .executors import GpuPool, gpu_executor, subprocess_executor
 from .jobs import JobOptions, submitit_executor
-from .runner import EXIT_INTERRUPTED, run_study
+from .runner import EXIT_INTERRUPTED, ORDERS, run_study
 from .study import Study
 
 
@@ -45,7 +45,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--archive", default=None, metavar="DIR",
                     help="keep finished runs (without checkpoints or banks) in DIR/<study>/<run>, a folder to "
                          "check in; archived runs missing from --out are restored first and skipped")
-    ap.add_argument("--order", choices=["label", "seed"], default="label",
+    ap.add_argument("--order", choices=ORDERS, default="label",
                     help="start the runs label by label (default) or seed by seed: every label of seed 0 first, "
                          "so that complete pairs over seeds arrive early")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and exit; nothing is written")
